@@ -118,6 +118,7 @@ class SubmitContext:
 
     user: str
     job_dir: str  # absolute; the job's working directory
+    record_id: int | None = None  # the service's own Job row for this submission
     run_as_uid: int | None = None  # set when the service is root and the POSIX user exists
     run_as_gid: int | None = None
     run_as_groups: tuple[int, ...] = ()

@@ -1,0 +1,91 @@
+"""Every setting of soca-api, read from `SOCA_*` environment variables with safe defaults.
+
+`Config.from_env()` is called by the app factory; tests pass overrides on top of it.
+"""
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+
+PROJECT_DIR = Path(__file__).resolve().parent
+DEFAULT_DATA_DIR = PROJECT_DIR / "data"
+
+
+def _env(name: str, default: str) -> str:
+    return os.environ.get(f"SOCA_{name}", default)
+
+
+def _env_int(name: str, default: int) -> int:
+    return int(_env(name, str(default)))
+
+
+def _env_float(name: str, default: float) -> float:
+    return float(_env(name, str(default)))
+
+
+def _env_bool(name: str, default: bool) -> bool:
+    return _env(name, "1" if default else "0").strip().lower() in ("1", "true", "yes", "on")
+
+
+def load_secret_key(data_dir: Path) -> str:
+    """SOCA_SECRET_KEY, or a random one kept in the data folder (mode 0600).
+
+    The secret keys the API-key digests and encrypts the keys the page shows again, so it
+    must never live in the database: a copy of the database alone authenticates nobody.
+    """
+    from_env = os.environ.get("SOCA_SECRET_KEY")
+    if from_env:
+        return from_env
+    path = data_dir / "secret_key"
+    data_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return path.read_text().strip()
+    with os.fdopen(fd, "w") as handle:
+        handle.write(secrets.token_urlsafe(48))
+    return path.read_text().strip()
+
+
+def from_env() -> dict[str, object]:
+    """The Flask config mapping built from the environment."""
+    data_dir = Path(_env("DATA_DIR", str(DEFAULT_DATA_DIR))).resolve()
+    database_url = _env("DATABASE_URL", f"sqlite:///{data_dir / 'soca.db'}")
+    redis_url = _env("REDIS_URL", "")
+    return {
+        "SOCA_DATA_DIR": str(data_dir),
+        "SECRET_KEY": load_secret_key(data_dir),
+        "SQLALCHEMY_DATABASE_URI": database_url,
+        "SQLALCHEMY_TRACK_MODIFICATIONS": False,
+        # Largest accepted request; the script limit below is checked after decoding.
+        "MAX_CONTENT_LENGTH": _env_int("MAX_REQUEST_BYTES", 4 * 1024 * 1024),
+        "SOCA_MAX_SCRIPT_BYTES": _env_int("MAX_SCRIPT_BYTES", 1024 * 1024),
+        "SOCA_HOST": _env("HOST", "127.0.0.1"),
+        "SOCA_PORT": _env_int("PORT", 8080),
+        "SOCA_TLS_CERT": _env("TLS_CERT", ""),
+        "SOCA_TLS_KEY": _env("TLS_KEY", ""),
+        "SOCA_REDIS_URL": redis_url,
+        # Flask-Limiter: in-memory per process by default, shared through Redis when set.
+        "RATELIMIT_STORAGE_URI": redis_url or "memory://",
+        "RATELIMIT_HEADERS_ENABLED": True,
+        "SOCA_AUTH_FAILURE_LIMIT": _env("AUTH_FAILURE_LIMIT", "10 per minute"),
+        "SOCA_LOGIN_LIMIT": _env("LOGIN_LIMIT", "10 per minute"),
+        "SOCA_SCHEDULER": _env("SCHEDULER", "local"),
+        "SOCA_SCHEDULER_TIMEOUT": _env_float("SCHEDULER_TIMEOUT", 10.0),
+        "SOCA_SCHEDULER_CACHE_SECONDS": _env_float("SCHEDULER_CACHE_SECONDS", 2.0),
+        "SOCA_PBS_BIN": _env("PBS_BIN", ""),
+        "SOCA_PBS_DIALECT": _env("PBS_DIALECT", "auto"),
+        "SOCA_PBS_MANAGE_QUEUES": _env_bool("PBS_MANAGE_QUEUES", False),
+        "SOCA_SLURM_BIN": _env("SLURM_BIN", ""),
+        "SOCA_SLURM_INSTANCE_TYPE": _env("SLURM_INSTANCE_TYPE", "constraint"),
+        "SOCA_JOB_HISTORY_SECONDS": _env_int("JOB_HISTORY_SECONDS", 300),
+        # Local scheduler: cpus it may hand out (default: this host's), and its poll period.
+        "SOCA_LOCAL_CPUS": _env_int("LOCAL_CPUS", os.cpu_count() or 1),
+        "SOCA_LOCAL_POLL_SECONDS": _env_float("LOCAL_POLL_SECONDS", 0.05),
+        "SOCA_DEFAULT_QUEUES": [q for q in _env("DEFAULT_QUEUES", "normal,high").split(",") if q],
+        "SOCA_SERVER_NAME": _env("SERVER_NAME", ""),
+        "SESSION_COOKIE_HTTPONLY": True,
+        "SESSION_COOKIE_SAMESITE": "Lax",
+        "SESSION_COOKIE_SECURE": bool(_env("TLS_CERT", "")) or _env_bool("SECURE_COOKIES", False),
+    }

@@ -1,0 +1,65 @@
+"""soca-api: the SOCA-compatible HTTP/REST job service. `create_app` is the app factory."""
+from __future__ import annotations
+
+import logging
+
+from flask import Flask, request
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
+from werkzeug.exceptions import HTTPException
+
+import config as settings
+
+
+def _sqlite_pragmas(dbapi_connection, _record) -> None:
+    # WAL lets the runner and every gunicorn worker read while one writes; a commit is
+    # on disk before the API answers, so a killed server loses no acknowledged job.
+    if type(dbapi_connection).__module__.startswith("sqlite3"):
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA busy_timeout=10000")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()
+
+
+event.listen(Engine, "connect", _sqlite_pragmas)
+
+
+def create_app(overrides: dict | None = None) -> Flask:
+    app = Flask(__name__)
+    app.config.update(settings.from_env())
+    if overrides:
+        app.config.update(overrides)
+    app.logger.setLevel(logging.INFO)
+
+    from soca_api import apidoc, cli, models, schedulers  # noqa: F401 - models registers the tables
+    from soca_api.api import blueprint as api_blueprint
+    from soca_api.errors import error_response
+    from soca_api.extensions import csrf, db, limiter, migrate
+
+    db.init_app(app)
+    migrate.init_app(app, db, directory=str(settings.PROJECT_DIR / "migrations"))
+    limiter.init_app(app)
+    csrf.init_app(app)
+    schedulers.init_app(app)
+
+    csrf.exempt(api_blueprint)  # the API authenticates every call by header, not cookie
+    app.register_blueprint(api_blueprint)
+    apidoc.init_app(app)
+    cli.init_app(app)
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException):
+        if request.path.startswith("/api/"):
+            return error_response(exc)
+        return exc
+
+    @app.errorhandler(Exception)
+    def unexpected_error(exc: Exception):
+        app.logger.exception("Unhandled error on %s %s", request.method, request.path)
+        if request.path.startswith("/api/"):
+            return error_response(exc)
+        return "Internal server error", 500
+
+    return app

@@ -1,0 +1,14 @@
+"""The API blueprint. This file lists every route of /api/."""
+from __future__ import annotations
+
+from flask import Blueprint
+
+from soca_api.api.base import EnvelopeApi
+from soca_api.api.health import HealthResource
+from soca_api.api.keys import ApiKeyResource
+
+blueprint = Blueprint("api", __name__, url_prefix="/api")
+api = EnvelopeApi(blueprint)
+
+api.add_resource(HealthResource, "/health")
+api.add_resource(ApiKeyResource, "/user/api_key")

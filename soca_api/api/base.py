@@ -1,0 +1,116 @@
+"""The base of every API resource: authentication, parameters, auditing, the envelope.
+
+Resources stay thin: they read parameters, call a service, and answer in the envelope.
+"""
+from __future__ import annotations
+
+import re
+from functools import wraps
+
+from flask import g, request
+from flask_restful import Api, Resource
+
+from soca_api import ratelimit
+from soca_api.errors import ApiError, envelope, error_response, missing_parameter
+from soca_api.services import accounts, audit
+
+USER_HEADER = "X-SOCA-USER"
+TOKEN_HEADER = "X-SOCA-TOKEN"
+PASSWORD_HEADER = "X-SOCA-PASSWORD"
+
+
+class EnvelopeApi(Api):
+    """Flask-RESTful, with every error in the SOCA envelope."""
+
+    def handle_error(self, e):  # noqa: N802 - Flask-RESTful's name
+        if not isinstance(e, ApiError) and getattr(e, "code", None) is None:
+            # Unexpected: log with the trace, answer without it.
+            from flask import current_app
+
+            current_app.logger.exception("Unhandled error on %s %s", request.method, request.path)
+        return error_response(e)
+
+
+def _limit_identifiers(name: str | None) -> list[str]:
+    """Failures count per client address and per claimed user name."""
+    return [f"addr:{request.remote_addr}"] + ([f"user:{name}"] if name else [])
+
+
+def _refuse(message: str, name: str | None) -> ApiError:
+    ratelimit.count_failure("SOCA_AUTH_FAILURE_LIMIT", *_limit_identifiers(name))
+    audit.record("auth.failure", actor=name, success=False, detail=message)
+    return ApiError(401, message)
+
+
+def authenticate(allow_password: bool = False):
+    """Set g.user from the X-SOCA-* headers or raise 401/429."""
+    name = request.headers.get(USER_HEADER, "").strip()
+    token = request.headers.get(TOKEN_HEADER, "")
+    password = request.headers.get(PASSWORD_HEADER, "") if allow_password else ""
+    wait = ratelimit.retry_after("SOCA_AUTH_FAILURE_LIMIT", *_limit_identifiers(name))
+    if wait is not None:
+        raise ApiError(429, f"Too many failed authentications; retry in {wait} seconds",
+                       headers={"Retry-After": str(wait)})
+    if not name:
+        raise _refuse(f"Missing {USER_HEADER} header", None)
+    if not token and not password:
+        wanted = f"{TOKEN_HEADER} or {PASSWORD_HEADER}" if allow_password else TOKEN_HEADER
+        raise _refuse(f"Missing {wanted} header", name)
+    user = accounts.authenticate_key(name, token) if token else accounts.authenticate_password(name, password)
+    if user is None:
+        # Never say which of the two was wrong.
+        credential = "key" if token else "password"
+        raise _refuse(f"Invalid user and {credential} pair", name)
+    g.user = user
+    return user
+
+
+def require_auth(method):
+    """Flask-RESTful applies method_decorators to the bound method."""
+
+    @wraps(method)
+    def wrapper(*args, **kwargs):
+        authenticate(allow_password=getattr(method.__self__, "allow_password", False))
+        return method(*args, **kwargs)
+
+    return wrapper
+
+
+class ApiResource(Resource):
+    """Every authenticated resource derives from this."""
+
+    method_decorators = [require_auth]
+    allow_password = False
+
+    @property
+    def user(self):
+        return g.user
+
+    def require_admin(self) -> None:
+        if not g.user.is_admin:
+            raise ApiError(403, "This action requires admin rights")
+
+    @staticmethod
+    def param(name: str, *, required: bool = True, pattern: re.Pattern[str] | None = None,
+              describe: str | None = None, default: str | None = None) -> str | None:
+        """A parameter from the form or the query string (SOCA takes both), validated."""
+        value = request.form.get(name)
+        if value is None:
+            value = request.args.get(name)
+        if value is None or value == "":
+            if required:
+                raise missing_parameter(name)
+            return default
+        if pattern is not None and not pattern.fullmatch(value):
+            raise ApiError(400, f"{name} is invalid: it must match {describe or pattern.pattern}")
+        return value
+
+    @staticmethod
+    def audit(action: str, target: str | None = None, *, success: bool = True,
+              detail: str | None = None) -> None:
+        audit.record(action, actor=g.user.name if "user" in g else None, target=target,
+                     success=success, detail=detail)
+
+    @staticmethod
+    def ok(message: object, status: int = 200, **extra: object):
+        return envelope(True, message, status, **extra)

@@ -1,0 +1,57 @@
+"""The OpenAPI (Swagger 2.0) document and Swagger UI at /api/doc, served from this host."""
+from __future__ import annotations
+
+from flasgger import Swagger
+from flask import Flask
+
+SWAGGER_CONFIG = {
+    "headers": [],
+    "specs": [{"endpoint": "apispec", "route": "/api/doc/apispec.json",
+               "rule_filter": lambda rule: rule.rule.startswith("/api/"),
+               "model_filter": lambda tag: True}],
+    "static_url_path": "/api/doc/static",
+    "swagger_ui": True,
+    "specs_route": "/api/doc/",
+    "title": "soca-api",
+    "uiversion": 3,
+    "hide_top_bar": True,
+}
+
+TEMPLATE = {
+    "swagger": "2.0",
+    "info": {
+        "title": "soca-api",
+        "description": (
+            "Submit, follow and delete PBS batch jobs; manage users, groups, API keys and "
+            "queues. Every answer is `{\"success\": bool, \"message\": ...}`. Authenticate "
+            "with both headers: click **Authorize** and fill in X-SOCA-USER and X-SOCA-TOKEN."
+        ),
+        "version": "1.0.0",
+    },
+    "basePath": "/",
+    "consumes": ["multipart/form-data", "application/x-www-form-urlencoded"],
+    "produces": ["application/json"],
+    "securityDefinitions": {
+        "SocaUser": {"type": "apiKey", "in": "header", "name": "X-SOCA-USER",
+                     "description": "Your user name"},
+        "SocaToken": {"type": "apiKey", "in": "header", "name": "X-SOCA-TOKEN",
+                      "description": "Your API key (My API Key page)"},
+        "SocaPassword": {"type": "apiKey", "in": "header", "name": "X-SOCA-PASSWORD",
+                         "description": "Your password (only GET /api/user/api_key)"},
+    },
+    "security": [{"SocaUser": [], "SocaToken": []}],
+    "definitions": {
+        "Envelope": {
+            "type": "object",
+            "required": ["success", "message"],
+            "properties": {
+                "success": {"type": "boolean"},
+                "message": {"description": "A text, or the requested object or list"},
+            },
+        },
+    },
+}
+
+
+def init_app(app: Flask) -> Swagger:
+    return Swagger(app, config=SWAGGER_CONFIG, template=TEMPLATE)

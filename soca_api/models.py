@@ -1,0 +1,139 @@
+"""The database schema. It is created only by the migrations in migrations/."""
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from soca_api.extensions import db
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+group_members = sa.Table(
+    "group_members",
+    db.metadata,
+    sa.Column("group_id", sa.ForeignKey("groups.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("user_id", sa.ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
+)
+
+
+class User(db.Model):
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(sa.String(32), unique=True)
+    email: Mapped[str | None] = mapped_column(sa.String(320))
+    password_hash: Mapped[str | None] = mapped_column(sa.String(256))
+    is_admin: Mapped[bool] = mapped_column(default=False)
+    is_active: Mapped[bool] = mapped_column(default=True)
+    # Bumped on password reset or deletion: every web session of an older epoch ends.
+    session_epoch: Mapped[int] = mapped_column(default=0)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    deleted_at: Mapped[datetime | None] = mapped_column()
+
+    groups: Mapped[list["Group"]] = relationship(secondary=group_members, back_populates="members")
+
+
+class Group(db.Model):
+    __tablename__ = "groups"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(sa.String(32), unique=True)
+    gid: Mapped[int | None] = mapped_column()
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    members: Mapped[list[User]] = relationship(secondary=group_members, back_populates="groups")
+
+
+class ApiKey(db.Model):
+    """An API key: a keyed digest to authenticate, and an encrypted copy to show again.
+
+    Neither column lets a copy of the database authenticate without the server secret.
+    """
+
+    __tablename__ = "api_keys"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    digest: Mapped[str] = mapped_column(sa.String(64), unique=True)
+    sealed: Mapped[str] = mapped_column(sa.Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    revoked_at: Mapped[datetime | None] = mapped_column()
+
+    user: Mapped[User] = relationship()
+
+
+class AuditEvent(db.Model):
+    __tablename__ = "audit_events"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    actor: Mapped[str | None] = mapped_column(sa.String(64), index=True)
+    action: Mapped[str] = mapped_column(sa.String(64), index=True)
+    target: Mapped[str | None] = mapped_column(sa.String(128))
+    success: Mapped[bool] = mapped_column(default=True)
+    detail: Mapped[str | None] = mapped_column(sa.Text)
+    remote_addr: Mapped[str | None] = mapped_column(sa.String(64))
+
+
+class Queue(db.Model):
+    __tablename__ = "queues"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(sa.String(15), unique=True)
+    enabled: Mapped[bool] = mapped_column(default=True)
+    rules: Mapped[dict] = mapped_column(sa.JSON, default=dict)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Job(db.Model):
+    """Every job the service accepted, whatever the backend: its record and history.
+
+    On the local backend this row IS the queue; on PBS and Slurm it is the service's own
+    record (owner, script, final state) beside what the scheduler reports.
+    """
+
+    __tablename__ = "jobs"
+    __table_args__ = (
+        sa.UniqueConstraint("backend", "scheduler_id", name="uq_jobs_backend_scheduler_id"),
+        sa.Index("ix_jobs_state_id", "state", "id"),
+        sa.Index("ix_jobs_owner_id", "owner", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    backend: Mapped[str] = mapped_column(sa.String(16))
+    scheduler_id: Mapped[str | None] = mapped_column(sa.String(64))
+    owner: Mapped[str] = mapped_column(sa.String(32))
+    name: Mapped[str] = mapped_column(sa.String(230))
+    queue: Mapped[str] = mapped_column(sa.String(15))
+    state: Mapped[str] = mapped_column(sa.String(1), default="Q")
+    substate: Mapped[int | None] = mapped_column()
+    script: Mapped[str] = mapped_column(sa.Text)
+    request: Mapped[dict] = mapped_column(sa.JSON, default=dict)
+    job_dir: Mapped[str | None] = mapped_column(sa.Text)
+    output_path: Mapped[str | None] = mapped_column(sa.Text)
+    error_path: Mapped[str | None] = mapped_column(sa.Text)
+    ncpus: Mapped[int] = mapped_column(default=1)
+    nodes: Mapped[int] = mapped_column(default=1)
+    walltime_seconds: Mapped[int | None] = mapped_column()
+    rerunable: Mapped[bool] = mapped_column(default=True)
+    hold: Mapped[bool] = mapped_column(default=False)
+    start_after: Mapped[datetime | None] = mapped_column()
+    parent_id: Mapped[int | None] = mapped_column(sa.ForeignKey("jobs.id"), index=True)
+    array_index: Mapped[int | None] = mapped_column()
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    modified_at: Mapped[datetime] = mapped_column(default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column()
+    finished_at: Mapped[datetime | None] = mapped_column(index=True)
+    exit_status: Mapped[int | None] = mapped_column()
+    run_count: Mapped[int] = mapped_column(default=0)
+    pid: Mapped[int | None] = mapped_column()
+    proc_start: Mapped[str | None] = mapped_column(sa.String(32))
+    exec_host: Mapped[str | None] = mapped_column(sa.String(255))
+    comment: Mapped[str | None] = mapped_column(sa.Text)
+    delete_requested: Mapped[bool] = mapped_column(default=False)
+    deleted_at: Mapped[datetime | None] = mapped_column()

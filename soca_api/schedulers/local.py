@@ -1,0 +1,203 @@
+"""The embedded local scheduler: jobs queue in the database, one runner executes them.
+
+This adapter is the API's side: it queues, reads, deletes, holds and releases job rows.
+The runner (`soca_api.schedulers.runner`) is the only place that starts or kills
+processes; the two meet only through the database, with conditional UPDATEs so that a
+row is never claimed twice.
+"""
+from __future__ import annotations
+
+import os
+import socket
+import time
+from datetime import datetime
+
+import sqlalchemy as sa
+
+from soca_api.extensions import db
+from soca_api.models import Job, Queue, utcnow
+from soca_api.pbs.request import JobRequest
+from soca_api.schedulers.base import (
+    EXIT_KILLED_BY_SIGNAL_BASE,
+    SUBSTATE_DELETED,
+    SUBSTATES,
+    JobInfo,
+    JobNotFound,
+    SchedulerAdapter,
+    SubmitContext,
+)
+
+BACKEND = "local"
+SIGTERM = 15
+WAITING_STATES = ("Q", "H", "W")
+
+
+def array_parent_id(job_id: str) -> str:
+    return job_id.split("[", 1)[0] + "[]"
+
+
+class LocalAdapter(SchedulerAdapter):
+    name = BACKEND
+
+    def __init__(self, data_dir: str, heartbeat_seconds: float = 10.0):
+        self.data_dir = data_dir
+        self.heartbeat_seconds = heartbeat_seconds
+        self.host = socket.gethostname()
+
+    # -- submit -----------------------------------------------------------------------
+    def submit(self, request: JobRequest, context: SubmitContext) -> str:
+        """Turn the service's pending row into queued work (committed by the caller)."""
+        job = db.session.get(Job, context.record_id)
+        job.state = self.initial_state(request)
+        job.substate = SUBSTATES[job.state]
+        if request.array is None:
+            job.scheduler_id = str(job.id)
+            return job.scheduler_id
+        job.scheduler_id = f"{job.id}[]"
+        for index in request.array.indices:
+            db.session.add(Job(
+                backend=BACKEND, scheduler_id=f"{job.id}[{index}]", owner=job.owner, name=job.name,
+                queue=job.queue, state=job.state, substate=job.substate, script=job.script,
+                request=job.request, job_dir=job.job_dir, output_path=job.output_path,
+                error_path=job.error_path, ncpus=job.ncpus, nodes=job.nodes,
+                walltime_seconds=job.walltime_seconds, rerunable=job.rerunable, hold=job.hold,
+                start_after=job.start_after, parent_id=job.id, array_index=index,
+            ))
+        return job.scheduler_id
+
+    @staticmethod
+    def initial_state(request: JobRequest) -> str:
+        if request.hold or request.dependencies:
+            return "H"  # a dependency not yet met shows as H, as in PBS
+        if request.start_after is not None and request.start_after > datetime.now():
+            return "W"
+        return "Q"
+
+    # -- read -------------------------------------------------------------------------
+    def _row(self, job_id: str) -> Job:
+        job = db.session.execute(
+            sa.select(Job).where(Job.backend == BACKEND, Job.scheduler_id == job_id, Job.deleted_at.is_(None))
+        ).scalar_one_or_none()
+        if job is None:
+            raise JobNotFound("Unable to retrieve Job ID (job may have terminated and is no longer in the queue)")
+        return job
+
+    def info(self, job_id: str) -> JobInfo:
+        return self.job_info(self._row(job_id))
+
+    def info_all(self, owner: str | None = None) -> list[JobInfo]:
+        query = sa.select(Job).where(Job.backend == BACKEND, Job.deleted_at.is_(None),
+                                     Job.state.in_(("Q", "H", "W", "R", "E", "B")))
+        if owner is not None:
+            query = query.where(Job.owner == owner)
+        return [self.job_info(job) for job in db.session.execute(query.order_by(Job.id)).scalars()]
+
+    def job_info(self, job: Job) -> JobInfo:
+        """The normalised value for one row."""
+        request = job.request or {}
+        queued_at = job.created_at
+        return JobInfo(
+            id=job.scheduler_id,
+            name=job.name,
+            owner=job.owner,
+            state=job.state,
+            queue=job.queue,
+            submit_host=self.host,
+            server=self.host,
+            substate=job.substate,
+            created=job.created_at,
+            queued=queued_at,
+            modified=job.modified_at,
+            eligible=queued_at,
+            started=job.started_at,
+            finished=job.finished_at,
+            exit_status=job.exit_status,
+            output_path=job.output_path,
+            error_path=job.error_path,
+            join=request.get("join", "n"),
+            hold_types="u" if job.hold else "n",
+            keep_files=request.get("keep_files", "n"),
+            mail_points=request.get("mail_points", "a"),
+            mail_users=request.get("mail_users"),
+            priority=int(request.get("priority", 0)),
+            rerunable=job.rerunable,
+            resource_list=dict(request.get("resource_list", {})),
+            resources_used=self._resources_used(job),
+            variables=dict(request.get("variables", {})),
+            project=request.get("project") or "_pbs_project_default",
+            account=request.get("account"),
+            comment=job.comment,
+            exec_host=job.exec_host,
+            ncpus=job.ncpus,
+            nodes=job.nodes,
+            array_indices=request.get("array"),
+            depend=request.get("depend"),
+            workdir=job.job_dir,
+        )
+
+    @staticmethod
+    def _resources_used(job: Job) -> dict[str, object]:
+        if job.started_at is None:
+            return {}
+        end = job.finished_at or utcnow()
+        seconds = max(0, int((end - job.started_at).total_seconds()))
+        return {"walltime": f"{seconds // 3600:02d}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}",
+                "ncpus": job.ncpus}
+
+    # -- change -----------------------------------------------------------------------
+    def delete(self, job_id: str) -> None:
+        """Remove from view at once; a running job is killed by the runner."""
+        job = self._row(job_id)
+        targets = [job.id]
+        if job.scheduler_id.endswith("[]"):
+            targets += list(db.session.execute(sa.select(Job.id).where(Job.parent_id == job.id)).scalars())
+        now = utcnow()
+        # Waiting rows finish here; a row the runner has claimed meanwhile is left to it.
+        db.session.execute(
+            sa.update(Job)
+            .where(Job.id.in_(targets), Job.state.in_(WAITING_STATES))
+            .values(state="F", substate=SUBSTATE_DELETED, finished_at=now, modified_at=now,
+                    exit_status=EXIT_KILLED_BY_SIGNAL_BASE + SIGTERM, comment="Job deleted by request")
+        )
+        db.session.execute(
+            sa.update(Job).where(Job.id.in_(targets))
+            .values(deleted_at=now, delete_requested=True, modified_at=now)
+        )
+        db.session.commit()
+
+    def hold(self, job_id: str) -> None:
+        self._set_hold(job_id, True)
+
+    def release(self, job_id: str) -> None:
+        self._set_hold(job_id, False)
+
+    def _set_hold(self, job_id: str, hold: bool) -> None:
+        job = self._row(job_id)
+        ids = [job.id] + list(db.session.execute(sa.select(Job.id).where(Job.parent_id == job.id)).scalars())
+        now = utcnow()
+        from_states, to_state = (("Q", "W"), "H") if hold else (("H",), "Q")
+        db.session.execute(sa.update(Job).where(Job.id.in_(ids)).values(hold=hold, modified_at=now))
+        # Released jobs still waiting on a dependency are put back to H by the runner.
+        db.session.execute(
+            sa.update(Job).where(Job.id.in_(ids), Job.state.in_(from_states))
+            .values(state=to_state, substate=SUBSTATES[to_state], modified_at=now)
+        )
+        db.session.commit()
+
+    def queues(self) -> list[str]:
+        names = list(db.session.execute(sa.select(Queue.name).order_by(Queue.name)).scalars())
+        return names
+
+    def health(self) -> tuple[bool, str]:
+        """Healthy while the runner has beaten within the last few seconds."""
+        try:
+            age = time.time() - os.stat(heartbeat_path(self.data_dir)).st_mtime
+        except FileNotFoundError:
+            return False, "the local runner is not running: queued jobs wait"
+        if age > self.heartbeat_seconds:
+            return False, f"the local runner has not answered for {int(age)} seconds"
+        return True, "ok"
+
+
+def heartbeat_path(data_dir: str) -> str:
+    return os.path.join(data_dir, "runner.heartbeat")
