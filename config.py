@@ -83,6 +83,8 @@ def from_env() -> dict[str, object]:
         # Local scheduler: cpus it may hand out (default: this host's), and its poll period.
         "SOCA_LOCAL_CPUS": _env_int("LOCAL_CPUS", os.cpu_count() or 1),
         "SOCA_LOCAL_POLL_SECONDS": _env_float("LOCAL_POLL_SECONDS", 0.05),
+        # Seconds between SIGTERM and SIGKILL when a job is deleted or over its walltime.
+        "SOCA_LOCAL_KILL_DELAY": _env_float("LOCAL_KILL_DELAY", 5.0),
         "SOCA_DEFAULT_QUEUES": [q for q in _env("DEFAULT_QUEUES", "normal,high").split(",") if q],
         "SOCA_SERVER_NAME": _env("SERVER_NAME", ""),
         "SESSION_COOKIE_HTTPONLY": True,

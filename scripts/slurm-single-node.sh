@@ -393,10 +393,14 @@ cmd_start() {
     while :; do
         state=$(node_state || true)
         started=$(slurmd_start_epoch || true)
-        if [[ ${state} == idle || ${state} == mixed || ${state} == allocated ]] &&
-            [[ -n ${started} ]] && ((started >= slurmd_t0)); then
-            break
-        fi
+        case ${state} in
+            idle | mixed | allocated | completing)
+                if [[ -n ${started} ]] && ((started >= slurmd_t0)); then
+                    break
+                fi
+                ;;
+            *) ;;
+        esac
         if [[ ${state} == drained || ${state} == draining || ${state} == down ]] &&
             [[ -n ${started} ]] && ((started >= slurmd_t0)); then
             # Registered but kept out of service (e.g. by an earlier configuration).

@@ -78,6 +78,25 @@ def bootstrap(admin_name: str) -> None:
     click.echo(f"    cat {key_file}")
 
 
+scheduler_cli = AppGroup("scheduler", help="The embedded local scheduler.")
+
+
+@scheduler_cli.command("run")
+@click.option("--cpus", type=int, default=None, help="Cpus to hand out (default SOCA_LOCAL_CPUS).")
+@click.option("--exit-with-parent", is_flag=True, help="Stop when the process that started it dies.")
+def run_scheduler(cpus: int | None, exit_with_parent: bool) -> None:
+    """Run the local runner in the foreground (one per data folder; others wait as standby)."""
+    from soca_api.schedulers.runner import Runner, exit_with_parent as bind_to_parent
+
+    if exit_with_parent:
+        bind_to_parent()
+    app = current_app._get_current_object()
+    Runner(app, cpus=cpus or app.config["SOCA_LOCAL_CPUS"],
+           poll_seconds=app.config["SOCA_LOCAL_POLL_SECONDS"],
+           kill_delay=app.config["SOCA_LOCAL_KILL_DELAY"]).run_forever()
+
+
 def init_app(app: Flask) -> None:
     app.cli.add_command(user_cli)
     app.cli.add_command(bootstrap)
+    app.cli.add_command(scheduler_cli)

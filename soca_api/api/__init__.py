@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from flask import Blueprint
 
+from soca_api.api import jobs
 from soca_api.api.base import EnvelopeApi
 from soca_api.api.health import HealthResource
 from soca_api.api.keys import ApiKeyResource
@@ -12,3 +13,10 @@ api = EnvelopeApi(blueprint)
 
 api.add_resource(HealthResource, "/health")
 api.add_resource(ApiKeyResource, "/user/api_key")
+
+# Jobs (the seed's flow) and what SOCA lacks: final record and output.
+api.add_resource(jobs.JobResource, "/scheduler/job")
+api.add_resource(jobs.JobsResource, "/scheduler/jobs")
+api.add_resource(jobs.JobFinalResource, "/scheduler/job/final")
+api.add_resource(jobs.JobOutputResource, "/scheduler/job/output")
+

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import socket
 import time
-from datetime import datetime
+from datetime import datetime, timezone
 
 import sqlalchemy as sa
 
@@ -28,12 +28,14 @@ from soca_api.schedulers.base import (
 )
 
 BACKEND = "local"
+_HOST = socket.gethostname()
 SIGTERM = 15
 WAITING_STATES = ("Q", "H", "W")
 
 
-def array_parent_id(job_id: str) -> str:
-    return job_id.split("[", 1)[0] + "[]"
+def _aware(moment: datetime | None) -> datetime | None:
+    """Rows keep naive UTC; JobInfo carries aware times so views can show local time."""
+    return moment.replace(tzinfo=timezone.utc) if moment is not None else None
 
 
 class LocalAdapter(SchedulerAdapter):
@@ -42,7 +44,6 @@ class LocalAdapter(SchedulerAdapter):
     def __init__(self, data_dir: str, heartbeat_seconds: float = 10.0):
         self.data_dir = data_dir
         self.heartbeat_seconds = heartbeat_seconds
-        self.host = socket.gethostname()
 
     # -- submit -----------------------------------------------------------------------
     def submit(self, request: JobRequest, context: SubmitContext) -> str:
@@ -83,34 +84,44 @@ class LocalAdapter(SchedulerAdapter):
         return job
 
     def info(self, job_id: str) -> JobInfo:
-        return self.job_info(self._row(job_id))
+        return self.record_info(self._row(job_id))
 
     def info_all(self, owner: str | None = None) -> list[JobInfo]:
         query = sa.select(Job).where(Job.backend == BACKEND, Job.deleted_at.is_(None),
                                      Job.state.in_(("Q", "H", "W", "R", "E", "B")))
         if owner is not None:
             query = query.where(Job.owner == owner)
-        return [self.job_info(job) for job in db.session.execute(query.order_by(Job.id)).scalars()]
+        return [self.record_info(job) for job in db.session.execute(query.order_by(Job.id)).scalars()]
 
-    def job_info(self, job: Job) -> JobInfo:
-        """The normalised value for one row."""
+    @staticmethod
+    def record_info(job: Job) -> JobInfo:
+        """The normalised value for one row (also the service's record of external jobs)."""
         request = job.request or {}
-        queued_at = job.created_at
+        host = _HOST
+        variables = {
+            "PBS_O_HOME": request.get("home") or "",
+            "PBS_O_LOGNAME": job.owner,
+            "PBS_O_WORKDIR": job.job_dir or "",
+            "PBS_O_HOST": host,
+            "PBS_O_QUEUE": job.queue,
+            "PBS_O_SYSTEM": "Linux",
+        }
+        variables.update(request.get("variables", {}))
         return JobInfo(
             id=job.scheduler_id,
             name=job.name,
             owner=job.owner,
             state=job.state,
             queue=job.queue,
-            submit_host=self.host,
-            server=self.host,
+            submit_host=host,
+            server=host,
             substate=job.substate,
-            created=job.created_at,
-            queued=queued_at,
-            modified=job.modified_at,
-            eligible=queued_at,
-            started=job.started_at,
-            finished=job.finished_at,
+            created=_aware(job.created_at),
+            queued=_aware(job.created_at),
+            modified=_aware(job.modified_at),
+            eligible=_aware(job.created_at),
+            started=_aware(job.started_at),
+            finished=_aware(job.finished_at),
             exit_status=job.exit_status,
             output_path=job.output_path,
             error_path=job.error_path,
@@ -122,8 +133,8 @@ class LocalAdapter(SchedulerAdapter):
             priority=int(request.get("priority", 0)),
             rerunable=job.rerunable,
             resource_list=dict(request.get("resource_list", {})),
-            resources_used=self._resources_used(job),
-            variables=dict(request.get("variables", {})),
+            resources_used=LocalAdapter._resources_used(job),
+            variables=variables,
             project=request.get("project") or "_pbs_project_default",
             account=request.get("account"),
             comment=job.comment,

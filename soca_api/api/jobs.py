@@ -1,0 +1,156 @@
+"""Job resources: the seed's submit / get / delete flow, listings, final records, output."""
+from __future__ import annotations
+
+import re
+
+from soca_api.api.base import ApiResource
+from soca_api.errors import ApiError
+from soca_api.services import jobs
+
+_ENV = "{$ref: '#/definitions/Envelope'}"
+_DIGITS = re.compile(r"^\d{1,12}$")
+
+
+def _int_param(resource: ApiResource, name: str, default: int | None) -> int | None:
+    value = resource.param(name, required=False, pattern=_DIGITS, describe="a whole number")
+    return int(value) if value is not None else default
+
+
+class JobResource(ApiResource):
+    def post(self):
+        """Submit a PBS job script (base64) to the scheduler.
+        ---
+        tags: [Jobs]
+        summary: Submit a job
+        consumes: [multipart/form-data, application/x-www-form-urlencoded]
+        parameters:
+          - {name: payload, in: formData, type: string, required: true, description: "The job script, base64-encoded (standard, unpadded or URL-safe)"}
+        responses:
+          200: {description: 'The job id, as {"success": true, "message": "11313"}', schema: {$ref: '#/definitions/Envelope'}}
+          400: {description: 'Invalid script (the message names the line), queue rule or scheduler refusal', schema: {$ref: '#/definitions/Envelope'}}
+          401: {description: Not authenticated, schema: {$ref: '#/definitions/Envelope'}}
+          403: {description: A queue rule refuses the job, schema: {$ref: '#/definitions/Envelope'}}
+          413: {description: Script larger than SOCA_MAX_SCRIPT_BYTES, schema: {$ref: '#/definitions/Envelope'}}
+          503: {description: Scheduler unavailable, schema: {$ref: '#/definitions/Envelope'}}
+          504: {description: Scheduler timed out, schema: {$ref: '#/definitions/Envelope'}}
+        """
+        from flask import request
+
+        payload = request.form.get("payload")
+        job_id = jobs.submit(self.user, payload)
+        return self.ok(job_id)
+
+    def get(self):
+        """Read one job's qstat attributes (owner or admin).
+        ---
+        tags: [Jobs]
+        summary: Get a job
+        parameters:
+          - {name: job_id, in: query, type: string, required: true, description: "e.g. 11313, 11313[], 11313[2], 11313.server"}
+        responses:
+          200: {description: The job's attributes (Job_Name, Job_Owner, job_state, queue, Resource_List...), schema: {$ref: '#/definitions/Envelope'}}
+          400: {description: Missing or invalid job_id, schema: {$ref: '#/definitions/Envelope'}}
+          401: {description: Not authenticated, schema: {$ref: '#/definitions/Envelope'}}
+          404: {description: 'Unable to retrieve Job ID (unknown, deleted, finished past history, or not yours)', schema: {$ref: '#/definitions/Envelope'}}
+        """
+        job_id = jobs.clean_job_id(self.param("job_id", required=False))
+        return self.ok(jobs.get_attributes(self.user, job_id))
+
+    def delete(self):
+        """Delete a job: a queued job leaves the queue, a running one is killed.
+        ---
+        tags: [Jobs]
+        summary: Delete a job (owner or admin)
+        consumes: [multipart/form-data, application/x-www-form-urlencoded]
+        parameters:
+          - {name: job_id, in: query, type: string, required: false, description: The job id (query string, as in the seed)}
+          - {name: job_id, in: formData, type: string, required: false, description: The job id (form field, as SOCA reads it)}
+        responses:
+          200: {description: Job deleted, schema: {$ref: '#/definitions/Envelope'}}
+          400: {description: Missing or invalid job_id, schema: {$ref: '#/definitions/Envelope'}}
+          401: {description: Not authenticated, schema: {$ref: '#/definitions/Envelope'}}
+          404: {description: Unable to retrieve Job ID, schema: {$ref: '#/definitions/Envelope'}}
+        """
+        job_id = jobs.clean_job_id(self.param("job_id", required=False))
+        jobs.delete(self.user, job_id)
+        self.audit("job.delete", job_id)
+        return self.ok("Job deleted")
+
+
+class JobsResource(ApiResource):
+    def get(self):
+        """List jobs keyed by id: the caller's, or everyone's for an admin.
+        ---
+        tags: [Jobs]
+        summary: List jobs (newest first, paged)
+        parameters:
+          - {name: user, in: query, type: string, required: false, description: Only this user's jobs (admins)}
+          - {name: state, in: query, type: string, required: false, enum: [Q, H, W, R, E, S, B, F], description: "Only this state; F lists finished jobs of the whole history"}
+          - {name: queue, in: query, type: string, required: false}
+          - {name: limit, in: query, type: integer, required: false, default: 100, maximum: 1000}
+          - {name: before, in: query, type: integer, required: false, description: The next_before value of the previous page}
+        responses:
+          200: {description: 'Object keyed by job id; "next_before" pages on', schema: {$ref: '#/definitions/Envelope'}}
+          400: {description: Invalid filter, schema: {$ref: '#/definitions/Envelope'}}
+          401: {description: Not authenticated, schema: {$ref: '#/definitions/Envelope'}}
+          403: {description: Another user's jobs and caller is not an admin, schema: {$ref: '#/definitions/Envelope'}}
+        """
+        listing, next_before = jobs.list_jobs(
+            self.user,
+            owner=self.param("user", required=False),
+            state=self.param("state", required=False),
+            queue=self.param("queue", required=False),
+            limit=_int_param(self, "limit", 100),
+            before=_int_param(self, "before", None),
+        )
+        return self.ok(listing, next_before=next_before)
+
+
+class JobFinalResource(ApiResource):
+    def get(self):
+        """A finished job's final attributes (Exit_status, times, paths), kept after qstat forgets it.
+        ---
+        tags: [Jobs]
+        summary: Final record of a finished job (owner or admin)
+        parameters:
+          - {name: job_id, in: query, type: string, required: true}
+        responses:
+          200: {description: Final attributes, including Exit_status, schema: {$ref: '#/definitions/Envelope'}}
+          400: {description: Missing or invalid job_id, schema: {$ref: '#/definitions/Envelope'}}
+          401: {description: Not authenticated, schema: {$ref: '#/definitions/Envelope'}}
+          404: {description: Unknown job, schema: {$ref: '#/definitions/Envelope'}}
+          409: {description: The job has not finished yet, schema: {$ref: '#/definitions/Envelope'}}
+        """
+        job_id = jobs.clean_job_id(self.param("job_id", required=False))
+        return self.ok(jobs.final_attributes(self.user, job_id))
+
+
+class JobOutputResource(ApiResource):
+    def get(self):
+        """A byte range, or the last lines, of a job's stdout or stderr (owner only).
+        ---
+        tags: [Jobs]
+        summary: Read a job's output
+        parameters:
+          - {name: job_id, in: query, type: string, required: true}
+          - {name: stream, in: query, type: string, enum: [stdout, stderr], default: stdout, required: false}
+          - {name: offset, in: query, type: integer, required: false, description: First byte to read (default 0)}
+          - {name: length, in: query, type: integer, required: false, default: 65536, maximum: 1048576}
+          - {name: tail, in: query, type: integer, required: false, description: Instead of a range, the last N lines}
+        responses:
+          200: {description: '{"data", "offset", "next_offset", "size", "eof", "finished"}', schema: {$ref: '#/definitions/Envelope'}}
+          400: {description: Invalid parameter, schema: {$ref: '#/definitions/Envelope'}}
+          401: {description: Not authenticated, schema: {$ref: '#/definitions/Envelope'}}
+          403: {description: The file cannot be read, schema: {$ref: '#/definitions/Envelope'}}
+          404: {description: Unknown job, not yours, or no output yet, schema: {$ref: '#/definitions/Envelope'}}
+        """
+        job_id = jobs.clean_job_id(self.param("job_id", required=False))
+        stream = self.param("stream", required=False, default="stdout")
+        if stream not in ("stdout", "stderr"):
+            raise ApiError(400, "stream is invalid: stdout or stderr")
+        length = min(_int_param(self, "length", 65536), 1024 * 1024)
+        tail = _int_param(self, "tail", None)
+        if tail is not None:
+            tail = max(1, min(tail, 10000))
+        return self.ok(jobs.read_output(self.user, job_id, stream, offset=_int_param(self, "offset", None),
+                                        length=length, tail=tail))

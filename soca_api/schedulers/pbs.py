@@ -1,0 +1,487 @@
+"""The PBS adapter: OpenPBS / PBS Pro (`qstat -F json`), Torque and Slurm's Torque
+wrappers (`qstat -f` text), through their command-line tools.
+
+Every command is an argument list run by `run_command` with a timeout and an explicit
+working directory; there is no shell. Job status comes from one shared snapshot of all
+jobs, refreshed at most every `cache_seconds` (soca-contract.md defect 7: one qstat per
+API request overloads the PBS server, which also throttles itself to ~5 qstat/s per
+user, pbs-facts.md).
+"""
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Callable, TypeVar
+
+from soca_api.pbs.qstat import (
+    QstatParseError,
+    job_info_from_attributes,
+    owner_of,
+    parse_qstat_json,
+    parse_qstat_queues,
+    parse_qstat_text,
+    short_job_id,
+)
+from soca_api.pbs.request import JobRequest
+from soca_api.schedulers.base import (
+    JobInfo,
+    JobNotFound,
+    JobRejected,
+    PermissionDenied,
+    SchedulerAdapter,
+    SchedulerError,
+    SchedulerUnavailable,
+    SubmitContext,
+)
+from soca_api.schedulers.commands import SAFE_PATH, CommandResult, RunAs, clean_environment, run_command
+from soca_api.validation import JOB_ID
+
+T = TypeVar("T")
+
+DIALECTS = ("auto", "json", "text")
+
+# Messages users recognise from SOCA (soca-contract.md).
+SUBMIT_REJECTED = (
+    "Unable to submit the job. Please verify your script file (eg: malformed inputs, syntax "
+    "error, extra space in the PBS variables ...) or refer to the 'stderr' message."
+)
+JOB_GONE = "Unable to retrieve Job ID (job may have terminated and is no longer in the queue)"
+
+DETAIL_LIMIT = 300
+# A finished job's record no longer changes: keep a direct lookup's answer this long.
+FINISHED_TTL_SECONDS = 60.0
+LOOKUP_CACHE_LIMIT = 4096
+
+# PBS exit codes (pbs-facts.md "Command results").
+EXIT_UNKNOWN_JOB = 153
+EXIT_JOB_FINISHED = 35
+EXIT_USAGE = 2
+QSUB_REJECTION_CODES = frozenset({166, 170, 173, 174, 187, 188, 206})
+# qsub's own words for a script or request the scheduler refuses (OpenPBS, Torque, and
+# sbatch behind Slurm's wrapper). Anything else failing is the service's problem (502).
+QSUB_REJECTION_TEXT = (
+    "unknown queue", "unknown resource", "illegal attribute or resource value",
+    "violates queue and/or server resource limits", "queue is not enabled",
+    "access to queue is denied", "invalid job dependency", "directive error",
+    "script contains cr, lf", "job name is too long", "illegal -n value",
+    "cannot be used with select or place", "invalid option", "requires an argument",
+    "batch job submission failed", "sbatch: error",
+)
+UNAVAILABLE_TEXT = (
+    "cannot connect to server", "problem loading", "unable to contact slurm controller",
+    "connection refused", "communication failure", "no server specified",
+)
+NOT_FOUND_TEXT = ("unknown job id", "job has finished", "invalid job id", "already completing or completed")
+DENIED_TEXT = ("unauthorized request", "access/permission denied", "permission denied")
+
+_QSUB_ID = re.compile(r"^(?P<id>\d+(?:\[\d*\])?)(?:\.[A-Za-z0-9_.-]+)?$")
+_UNSAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+@dataclass
+class _Snapshot:
+    """All jobs as one qstat run saw them."""
+
+    taken_at: float  # time.monotonic()
+    jobs: dict[str, dict] = field(default_factory=dict)  # full id -> attributes
+    by_short_id: dict[str, str] = field(default_factory=dict)  # "16[]" -> "16[].pbshost"
+
+    @classmethod
+    def build(cls, jobs: dict[str, dict]) -> "_Snapshot":
+        return cls(time.monotonic(), jobs, {short_job_id(full): full for full in jobs})
+
+    def find(self, short_id: str) -> tuple[str, dict] | None:
+        full = self.by_short_id.get(short_id)
+        return (full, self.jobs[full]) if full is not None else None
+
+
+@dataclass
+class _Lookup:
+    """The answer of one direct `qstat <id>`: the job, or None when it is gone."""
+
+    taken_at: float
+    ttl: float
+    found: tuple[str, dict] | None
+
+    def fresh(self, now: float) -> bool:
+        return now - self.taken_at < self.ttl
+
+
+class _Flight:
+    done: threading.Event
+    result: object = None
+    error: BaseException | None = None
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+
+
+class SingleFlight:
+    """Concurrent callers asking for the same key share one computation: the first runs
+    it, the others wait and get its result (or its exception)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._flights: dict[str, _Flight] = {}
+
+    def run(self, key: str, compute: Callable[[], T]) -> T:
+        with self._lock:
+            flight = self._flights.get(key)
+            leader = flight is None
+            if leader:
+                flight = self._flights[key] = _Flight()
+        if not leader:
+            flight.done.wait()
+            if flight.error is not None:
+                raise flight.error
+            return flight.result  # type: ignore[return-value]
+        try:
+            flight.result = compute()
+            return flight.result  # type: ignore[return-value]
+        except BaseException as exc:
+            flight.error = exc
+            raise
+        finally:
+            with self._lock:
+                del self._flights[key]
+            flight.done.set()
+
+
+class PbsAdapter(SchedulerAdapter):
+    name = "pbs"
+
+    def __init__(self, bin_dir: str = "", timeout: float = 10.0, dialect: str = "auto",
+                 cache_seconds: float = 2.0):
+        if dialect not in DIALECTS:
+            raise ValueError(f"dialect must be one of {', '.join(DIALECTS)}, not {dialect!r}")
+        self.bin_dir = bin_dir
+        self.timeout = timeout
+        self.cache_seconds = cache_seconds
+        self._dialect: str | None = None if dialect == "auto" else dialect
+        self._dialect_lock = threading.Lock()
+        self._flights = SingleFlight()
+        self._snapshot = _Snapshot(taken_at=float("-inf"))
+        self._generation = 0  # bumped by invalidate(): a refresh begun before must not be kept
+        self._queues: tuple[float, list[str]] = (float("-inf"), [])
+        self._lookups: dict[str, _Lookup] = {}
+        self._lookups_lock = threading.Lock()
+
+    # -- commands ---------------------------------------------------------------------
+    def _command(self, name: str) -> str:
+        """Absolute path of a PBS command: in bin_dir, or found on the service's PATH."""
+        if self.bin_dir:
+            return os.path.join(self.bin_dir, name)
+        found = shutil.which(name)
+        if found is None:
+            raise SchedulerUnavailable(f"Scheduler command not found: {name}")
+        return found
+
+    def _environment(self, command: str, run_as: RunAs | None) -> dict[str, str]:
+        # The command's own directory first: wrappers call their siblings (Slurm's qsub
+        # runs sbatch from its own directory, OpenPBS tools call pbs_iff).
+        path = os.path.dirname(command) + ":" + SAFE_PATH
+        return clean_environment(run_as, path=path)
+
+    def _run(self, name: str, args: list[str], *, cwd: str = "/", run_as: RunAs | None = None) -> CommandResult:
+        """Run a PBS command as the service (or `run_as`), in an explicit directory (never
+        the service's own: it may not exist or be readable for `run_as`)."""
+        command = self._command(name)
+        return run_command([command, *args], timeout=self.timeout, cwd=cwd, run_as=run_as,
+                           env=self._environment(command, run_as))
+
+    # -- dialect ----------------------------------------------------------------------
+    @property
+    def dialect(self) -> str:
+        """"json" or "text"; detected once, on first use, when configured as "auto"."""
+        if self._dialect is None:
+            with self._dialect_lock:
+                if self._dialect is None:
+                    self._dialect = self._detect_dialect()
+        return self._dialect
+
+    def _detect_dialect(self) -> str:
+        # OpenPBS / PBS Pro answer `pbs_version = 23.06.06`; Torque prints "Version: ..."
+        # and Slurm's wrapper a usage error (exit 2). Neither of those has -F json.
+        result = self._run("qstat", ["--version"])
+        if result.ok and "pbs_version" in result.stdout:
+            return "json"
+        return "text"
+
+    # -- snapshot ---------------------------------------------------------------------
+    def invalidate(self) -> None:
+        """Forget the snapshot and lookups: the next read asks the scheduler again."""
+        self._generation += 1
+        self._snapshot = _Snapshot(taken_at=float("-inf"))
+        with self._lookups_lock:
+            self._lookups.clear()
+
+    def _fresh(self, taken_at: float) -> bool:
+        return time.monotonic() - taken_at < self.cache_seconds
+
+    def snapshot(self) -> _Snapshot:
+        """All jobs, at most `cache_seconds` old. Concurrent callers share one refresh."""
+        current = self._snapshot
+        if self._fresh(current.taken_at):
+            return current
+        return self._flights.run("snapshot", self._refresh_snapshot)
+
+    def _refresh_snapshot(self) -> _Snapshot:
+        current = self._snapshot
+        if self._fresh(current.taken_at):  # refreshed by the flight that just ended
+            return current
+        generation = self._generation
+        if self.dialect == "json":
+            result = self._run("qstat", ["-f", "-F", "json"])
+        else:
+            result = self._run("qstat", ["-f"])
+        if not result.ok and not (result.returncode == EXIT_UNKNOWN_JOB and not result.stdout.strip()):
+            # Slurm's wrapper exits 153 with no output when there are no jobs at all.
+            raise _command_error("qstat", result)
+        snapshot = _Snapshot.build(self._parse(result.stdout))
+        if generation == self._generation:
+            self._snapshot = snapshot
+        return snapshot
+
+    def _parse(self, text: str) -> dict[str, dict]:
+        try:
+            return parse_qstat_json(text) if self.dialect == "json" else parse_qstat_text(text)
+        except QstatParseError as exc:
+            raise SchedulerError("The scheduler returned an unreadable job list", detail=str(exc)) from exc
+
+    # -- read -------------------------------------------------------------------------
+    def info(self, job_id: str) -> JobInfo:
+        short_id = _short_id(job_id)
+        found = self.snapshot().find(short_id)
+        if found is None:
+            found = self._lookup(short_id)
+        return job_info_from_attributes(*found)
+
+    def info_all(self, owner: str | None = None) -> list[JobInfo]:
+        jobs = self.snapshot().jobs
+        return [job_info_from_attributes(full_id, attrs) for full_id, attrs in jobs.items()
+                if owner is None or owner_of(attrs) == owner]
+
+    def _lookup(self, short_id: str) -> tuple[str, dict]:
+        """A job absent from a fresh snapshot: one direct query (shared by concurrent
+        callers, and remembered) to tell a new or finished job from an unknown one."""
+        cached = self._cached_lookup(short_id)
+        if cached is None:
+            cached = self._flights.run("job:" + short_id, lambda: self._query_job(short_id))
+        if cached.found is None:
+            raise JobNotFound(JOB_GONE)
+        return cached.found
+
+    def _cached_lookup(self, short_id: str) -> _Lookup | None:
+        with self._lookups_lock:
+            cached = self._lookups.get(short_id)
+        return cached if cached is not None and cached.fresh(time.monotonic()) else None
+
+    def _query_job(self, short_id: str) -> _Lookup:
+        cached = self._cached_lookup(short_id)
+        if cached is not None:  # answered by the flight that just ended
+            return cached
+        found = self._query_one(short_id, history=False)
+        finished = found is not None and found[1].get("job_state") in ("F", "C")
+        ttl = FINISHED_TTL_SECONDS if finished else self.cache_seconds
+        lookup = _Lookup(time.monotonic(), ttl, found)
+        with self._lookups_lock:
+            if len(self._lookups) >= LOOKUP_CACHE_LIMIT:
+                now = time.monotonic()
+                self._lookups = {k: v for k, v in self._lookups.items() if v.fresh(now)}
+            self._lookups[short_id] = lookup
+        return lookup
+
+    def _query_one(self, short_id: str, history: bool) -> tuple[str, dict] | None:
+        # One id per call: recent OpenPBS answers only the first of several ids.
+        args = ["-x"] if history else []
+        args += ["-f", "-F", "json", short_id] if self.dialect == "json" else ["-f", short_id]
+        result = self._run("qstat", args)
+        if result.ok:
+            jobs = self._parse(result.stdout)
+            return next(((full, attrs) for full, attrs in jobs.items() if short_job_id(full) == short_id), None)
+        error = _command_error("qstat", result)
+        if not isinstance(error, JobNotFound):
+            raise error
+        if not history and _says_finished(result):
+            # "Job has finished, use -x": the history has its final state and exit status.
+            return self._query_one(short_id, history=True)
+        return None
+
+    # -- act --------------------------------------------------------------------------
+    def delete(self, job_id: str) -> None:
+        self._job_command("qdel", job_id)
+
+    def hold(self, job_id: str) -> None:
+        self._job_command("qhold", job_id)
+
+    def release(self, job_id: str) -> None:
+        self._job_command("qrls", job_id)
+
+    def _job_command(self, name: str, job_id: str) -> None:
+        result = self._run(name, [_short_id(job_id)])
+        if not result.ok:
+            if name == "qdel" and not result.stdout.strip() and not result.stderr.strip():
+                # Slurm's wrapper: a finished or unknown job is a silent exit 1.
+                raise JobNotFound(JOB_GONE)
+            raise _command_error(name, result)
+        self.invalidate()  # the job's state changed: the next read must see it
+
+    # -- queues -----------------------------------------------------------------------
+    def queues(self) -> list[str]:
+        taken_at, names = self._queues
+        if self._fresh(taken_at):
+            return list(names)
+        return list(self._flights.run("queues", self._refresh_queues))
+
+    def _refresh_queues(self) -> list[str]:
+        taken_at, names = self._queues
+        if self._fresh(taken_at):
+            return names
+        result = self._run("qstat", ["-Q"])
+        if result.ok:
+            names = parse_qstat_queues(result.stdout)
+        elif result.returncode == EXIT_USAGE:
+            # No `qstat -Q` here: the queues the current jobs sit in are the best we know.
+            names = sorted({str(attrs.get("queue")) for attrs in self.snapshot().jobs.values() if attrs.get("queue")})
+        else:
+            raise _command_error("qstat", result)
+        self._queues = (time.monotonic(), names)
+        return names
+
+    # -- submit -----------------------------------------------------------------------
+    def submit(self, request: JobRequest, context: SubmitContext) -> str:
+        run_as = _run_as(context)
+        job_dir = _prepare_job_dir(context)
+        script_name = script_file_name(request.name)
+        _write_script(os.path.join(job_dir, script_name), request.script, context)
+        # A relative script path: Slurm's qsub wrapper pastes it into a shell command line.
+        result = self._run("qsub", [script_name], cwd=job_dir, run_as=run_as)
+        if not result.ok:
+            raise _qsub_error(result)
+        return _parse_qsub_output(result.stdout)
+
+
+# -- helpers --------------------------------------------------------------------------------
+
+def _short_id(job_id: str) -> str:
+    """Validate an API job id ("123", "123.srv", "123[]", "123[4].srv") and drop the server."""
+    if not isinstance(job_id, str) or not JOB_ID.fullmatch(job_id):
+        raise ValueError("invalid job id")
+    return short_job_id(job_id)
+
+
+def script_file_name(job_name: str) -> str:
+    """A file name from the job name: only `[A-Za-z0-9._-]`, never hidden, never empty."""
+    safe = _UNSAFE_NAME.sub("_", job_name or "").lstrip(".-")[:64]
+    return (safe or "job") + ".sh"
+
+
+def _run_as(context: SubmitContext) -> RunAs | None:
+    if context.run_as_uid is None:
+        return None
+    gid = context.run_as_gid if context.run_as_gid is not None else context.run_as_uid
+    return RunAs(user=context.user, uid=context.run_as_uid, gid=gid,
+                 groups=tuple(context.run_as_groups), home=context.home or context.job_dir)
+
+
+def _chown_to_user(context: SubmitContext) -> bool:
+    return context.run_as_uid is not None and os.geteuid() == 0
+
+
+def _prepare_job_dir(context: SubmitContext) -> str:
+    """Create the job directory (mode 0700) and any missing parents; when the service is
+    root, the directories it creates belong to the submitting user."""
+    job_dir = os.path.normpath(context.job_dir)
+    if not os.path.isabs(job_dir):
+        raise ValueError("job_dir must be an absolute path")
+    missing: list[str] = []
+    path = job_dir
+    while not os.path.lexists(path):
+        missing.append(path)
+        path = os.path.dirname(path)
+    for directory in reversed(missing):
+        try:
+            os.mkdir(directory, 0o700)
+        except FileExistsError:  # a concurrent submission made it first
+            continue
+        if _chown_to_user(context):
+            os.chown(directory, context.run_as_uid, _gid(context), follow_symlinks=False)
+    if os.path.islink(job_dir) or not os.path.isdir(job_dir):
+        raise SchedulerError("The job directory cannot be used")
+    return job_dir
+
+
+def _gid(context: SubmitContext) -> int:
+    return context.run_as_gid if context.run_as_gid is not None else context.run_as_uid  # type: ignore[return-value]
+
+
+def _write_script(path: str, script: str, context: SubmitContext) -> None:
+    # O_NOFOLLOW: a symlink planted at the script's name must not redirect a root write.
+    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC
+    fd = os.open(path, flags, 0o600)
+    try:
+        if _chown_to_user(context):
+            os.fchown(fd, context.run_as_uid, _gid(context))
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
+            fd = -1
+            handle.write(script)
+    finally:
+        if fd >= 0:
+            os.close(fd)
+
+
+def _parse_qsub_output(stdout: str) -> str:
+    """`11313.server` -> "11313", `1234[].server` -> "1234[]", Slurm's bare `23` -> "23"."""
+    lines = [line.strip() for line in stdout.splitlines() if line.strip()]
+    match = _QSUB_ID.fullmatch(lines[-1]) if lines else None
+    if match is None:
+        # Never echo what qsub printed: it may repeat the script or the environment.
+        raise SchedulerError("The scheduler accepted no job: qsub printed no job id")
+    return match.group("id")
+
+
+def _first_line(result: CommandResult) -> str:
+    """qsub's own first error line (trimmed), for the client to read beside our message."""
+    for line in result.stderr.splitlines():
+        if line.strip():
+            return line.strip()[:DETAIL_LIMIT]
+    # Slurm's qsub wrapper reports sbatch's failure on stdout, after the command it ran
+    # (never show that command line: it holds paths; sbatch's own words are enough).
+    for line in result.stdout.splitlines():
+        if "sbatch: error" in line or "sbatch: invalid" in line:
+            return line.strip().strip("'")[:DETAIL_LIMIT]
+    return ""
+
+
+def _contains(result: CommandResult, needles: tuple[str, ...]) -> bool:
+    text = (result.stderr + "\n" + result.stdout).lower()
+    return any(needle in text for needle in needles)
+
+
+def _qsub_error(result: CommandResult) -> SchedulerError:
+    detail = _first_line(result)
+    if _contains(result, UNAVAILABLE_TEXT):
+        return SchedulerUnavailable("The scheduler is not reachable", detail=detail or None)
+    if result.returncode in QSUB_REJECTION_CODES or _contains(result, QSUB_REJECTION_TEXT):
+        return JobRejected(SUBMIT_REJECTED, detail=detail or None)
+    return SchedulerError(f"qsub failed unexpectedly (exit {result.returncode})", detail=detail or None)
+
+
+def _says_finished(result: CommandResult) -> bool:
+    return result.returncode == EXIT_JOB_FINISHED or "job has finished" in result.stderr.lower()
+
+
+def _command_error(name: str, result: CommandResult) -> SchedulerError:
+    """qstat / qdel / qhold / qrls failures -> the SchedulerError family."""
+    detail = _first_line(result) or None
+    if _contains(result, UNAVAILABLE_TEXT):
+        return SchedulerUnavailable("The scheduler is not reachable", detail=detail)
+    if result.returncode in (EXIT_UNKNOWN_JOB, EXIT_JOB_FINISHED) or _contains(result, NOT_FOUND_TEXT):
+        return JobNotFound(JOB_GONE)
+    if _contains(result, DENIED_TEXT):
+        return PermissionDenied("You are not the owner of this resource")
+    return SchedulerError(f"{name} failed unexpectedly (exit {result.returncode})", detail=detail)

@@ -1,0 +1,473 @@
+"""The local runner: the one process that starts, watches and kills local jobs.
+
+Exactly one runner works on a data folder at a time (an exclusive flock); a second one
+waits as a hot standby. It claims a queued row with a conditional UPDATE before it
+starts the job, so a row is never run twice. On start (or when it takes over) it kills
+what a dead runner left behind and requeues rerunable jobs.
+
+It must stay single-threaded: it briefly takes the job owner's identity (seteuid) to
+open output files, as PBS's MOM does, so that root never writes where the user cannot.
+"""
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import fcntl
+import logging
+import os
+import signal
+import socket
+import subprocess
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import sqlalchemy as sa
+
+from soca_api.extensions import db
+from soca_api.models import Job, utcnow
+from soca_api.schedulers.base import (
+    EXIT_ABORTED_ON_RESTART,
+    EXIT_KILLED_BY_SIGNAL_BASE,
+    EXIT_WALLTIME,
+    SUBSTATES,
+)
+from soca_api.schedulers.commands import RunAs, SAFE_PATH
+from soca_api.schedulers.local import BACKEND, heartbeat_path
+from soca_api.services import identity
+
+log = logging.getLogger("soca_api.runner")
+
+EXIT_START_FAILED = -1  # PBS JOB_EXEC_FAIL1: the job could not be started
+SUBSTATE_RUNNING = 42
+SUBSTATE_FINISHED = 92
+
+
+@dataclass
+class RunningJob:
+    job_id: int
+    scheduler_id: str
+    process: subprocess.Popen
+    ncpus: int
+    started: float  # monotonic
+    walltime: int | None
+    files: list[str] = field(default_factory=list)  # spool files to remove at the end
+    kill_reason: str | None = None  # "delete" or "walltime"
+    kill_deadline: float | None = None  # when SIGKILL follows SIGTERM
+
+
+def proc_start_time(pid: int) -> str | None:
+    """The kernel's start time of `pid` (field 22 of /proc/PID/stat): guards against pid reuse."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as handle:
+            data = handle.read().decode(errors="replace")
+    except OSError:
+        return None
+    return data.rsplit(")", 1)[1].split()[19]
+
+
+def exit_status_from_returncode(returncode: int) -> int:
+    """PBS convention: the exit code, or 256+N for a job killed by signal N."""
+    return returncode if returncode >= 0 else EXIT_KILLED_BY_SIGNAL_BASE - returncode
+
+
+class Runner:
+    def __init__(self, app, *, cpus: int, poll_seconds: float = 0.05, kill_delay: float = 5.0):
+        self.app = app
+        self.cpus = max(1, cpus)
+        self.poll_seconds = poll_seconds
+        self.kill_delay = kill_delay
+        self.data_dir = app.config["SOCA_DATA_DIR"]
+        self.spool = os.path.join(self.data_dir, "spool")
+        self.host = socket.gethostname()
+        self.running: dict[int, RunningJob] = {}
+        self.stopping = False
+        self._lock_fd: int | None = None
+        self._last_beat = 0.0
+
+    # -- life cycle -------------------------------------------------------------------
+    def acquire_lock(self, wait: bool = True) -> bool:
+        os.makedirs(self.data_dir, exist_ok=True)
+        self._lock_fd = os.open(os.path.join(self.data_dir, "runner.lock"), os.O_RDWR | os.O_CREAT, 0o600)
+        while True:
+            try:
+                fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return True
+            except BlockingIOError:
+                if not wait or self.stopping:
+                    return False
+                time.sleep(0.5)  # hot standby: take over when the active runner dies
+
+    def run_forever(self) -> None:
+        signal.signal(signal.SIGTERM, self._request_stop)
+        signal.signal(signal.SIGINT, self._request_stop)
+        if not self.acquire_lock():
+            return
+        os.makedirs(self.spool, mode=0o711, exist_ok=True)
+        with self.app.app_context():
+            self.recover()
+            log.info("local runner started with %d cpus", self.cpus)
+            while not self.stopping:
+                started = time.monotonic()
+                try:
+                    self.tick()
+                except Exception:  # keep running: one bad row must not stop every job
+                    log.exception("runner tick failed")
+                    db.session.rollback()
+                finally:
+                    db.session.remove()
+                time.sleep(max(0.0, self.poll_seconds - (time.monotonic() - started)))
+            self.shutdown()
+
+    def _request_stop(self, _signum, _frame) -> None:
+        self.stopping = True
+
+    def shutdown(self) -> None:
+        """Leave nothing behind: kill running jobs and requeue the rerunable ones."""
+        for job in list(self.running.values()):
+            self._kill_group(job.process.pid, signal.SIGKILL)
+            with contextlib.suppress(Exception):
+                job.process.wait(timeout=5)
+        self.running.clear()
+        self.recover()
+
+    def recover(self) -> None:
+        """Jobs a previous runner left in R or E: kill any survivor, requeue or fail them."""
+        rows = db.session.execute(
+            sa.select(Job).where(Job.backend == BACKEND, Job.state.in_(("R", "E")),
+                                 Job.scheduler_id.not_like("%[]"))
+        ).scalars().all()
+        now = utcnow()
+        for job in rows:
+            if job.pid and job.proc_start and proc_start_time(job.pid) == job.proc_start:
+                self._kill_group(job.pid, signal.SIGKILL)
+            job.pid, job.proc_start, job.modified_at = None, None, now
+            if job.rerunable and not job.delete_requested:
+                job.state, job.substate, job.started_at, job.exec_host = "Q", SUBSTATES["Q"], None, None
+                job.comment = "Requeued: the local runner restarted while the job ran"
+            else:
+                job.state, job.substate, job.finished_at = "F", SUBSTATE_FINISHED, now
+                job.exit_status = EXIT_ABORTED_ON_RESTART
+                job.comment = "Aborted: the local runner restarted while the job ran (not rerunable)"
+        db.session.commit()
+        self.update_array_parents()
+
+    # -- one pass ---------------------------------------------------------------------
+    def tick(self) -> None:
+        self.beat()
+        changed = self.reap()
+        self.enforce()
+        changed |= self.resolve_waiting()
+        if changed:
+            self.update_array_parents()
+        self.start_queued()
+
+    def beat(self) -> None:
+        now = time.time()
+        if now - self._last_beat >= 1.0:
+            path = heartbeat_path(self.data_dir)
+            with open(path, "a"):
+                os.utime(path)
+            self._last_beat = now
+
+    def reap(self) -> bool:
+        finished = False
+        for job in list(self.running.values()):
+            returncode = job.process.poll()
+            if returncode is None:
+                continue
+            # The job's session ends with its script: nothing it started may outlive it.
+            self._kill_group(job.process.pid, signal.SIGKILL)
+            if job.kill_reason == "walltime":
+                exit_status, comment = EXIT_WALLTIME, "Job exceeded its walltime and was killed"
+            else:
+                exit_status = exit_status_from_returncode(returncode)
+                comment = "Job deleted by request" if job.kill_reason == "delete" else "Job run at " + self.host
+            now = utcnow()
+            db.session.execute(
+                sa.update(Job).where(Job.id == job.job_id).values(
+                    state="F", substate=SUBSTATE_FINISHED, exit_status=exit_status, finished_at=now,
+                    modified_at=now, pid=None, proc_start=None, comment=comment)
+            )
+            db.session.commit()
+            for path in job.files:
+                with contextlib.suppress(OSError):
+                    os.unlink(path)
+            del self.running[job.job_id]
+            finished = True
+        return finished
+
+    def enforce(self) -> None:
+        """Deletions and walltime: SIGTERM to the job's process group, SIGKILL after a delay."""
+        now = time.monotonic()
+        if self.running:
+            wanted = set(db.session.execute(
+                sa.select(Job.id).where(Job.id.in_(list(self.running)), Job.delete_requested.is_(True))
+            ).scalars())
+        else:
+            wanted = set()
+        for job in self.running.values():
+            if job.kill_reason is None:
+                if job.job_id in wanted:
+                    job.kill_reason = "delete"
+                elif job.walltime is not None and now - job.started > job.walltime:
+                    job.kill_reason = "walltime"
+                if job.kill_reason:
+                    self._kill_group(job.process.pid, signal.SIGTERM)
+                    job.kill_deadline = now + self.kill_delay
+                    db.session.execute(sa.update(Job).where(Job.id == job.job_id).values(
+                        state="E", substate=SUBSTATES["E"], modified_at=utcnow()))
+                    db.session.commit()
+            elif job.kill_deadline is not None and now >= job.kill_deadline:
+                self._kill_group(job.process.pid, signal.SIGKILL)
+                job.kill_deadline = None
+
+    def resolve_waiting(self) -> bool:
+        """H jobs whose dependencies are met become Q; W jobs whose start time came, too."""
+        changed = False
+        now = utcnow()
+        local_now = datetime.now()
+        rows = db.session.execute(
+            sa.select(Job).where(Job.backend == BACKEND, Job.state.in_(("H", "W")),
+                                 Job.hold.is_(False), Job.deleted_at.is_(None))
+        ).scalars().all()
+        for job in rows:
+            verdict = self._dependencies_verdict(job)
+            if verdict == "never":
+                job.state, job.substate, job.finished_at, job.modified_at = "F", SUBSTATE_FINISHED, now, now
+                job.comment = "Job deleted: its dependency can never be satisfied"
+                changed = True
+            elif verdict == "met":
+                if job.start_after is not None and job.start_after > local_now:
+                    new_state = "W"
+                else:
+                    new_state = "Q"
+                if new_state != job.state:
+                    job.state, job.substate, job.modified_at = new_state, SUBSTATES[new_state], now
+                    changed = True
+        if changed:
+            db.session.commit()
+        else:
+            db.session.rollback()
+        return changed
+
+    def _dependencies_verdict(self, job: Job) -> str:
+        """'met', 'wait' or 'never' for the job's -W depend clauses."""
+        # Subjobs carry their parent's request, so they wait on the same dependencies.
+        dependencies = (job.request or {}).get("dependencies") or []
+        for dependency in dependencies:
+            for dep_id in dependency["ids"]:
+                dep = db.session.execute(
+                    sa.select(Job.state, Job.exit_status, Job.comment).where(
+                        Job.backend == BACKEND, Job.scheduler_id == dep_id)
+                ).first()
+                if dep is None:
+                    return "never"
+                state, exit_status, _comment = dep
+                kind = dependency["kind"]
+                if kind == "after":
+                    if state in ("Q", "H", "W"):
+                        return "wait"
+                    continue
+                if state != "F":
+                    return "wait"
+                if kind == "afterok" and exit_status != 0:
+                    return "never"
+                if kind == "afternotok" and exit_status == 0:
+                    return "never"
+        return "met"
+
+    def update_array_parents(self) -> None:
+        """An array parent shows Q, H, B or F from its subjobs."""
+        parents = db.session.execute(
+            sa.select(Job).where(Job.backend == BACKEND, Job.scheduler_id.like("%[]"), Job.state != "F")
+        ).scalars().all()
+        now = utcnow()
+        for parent in parents:
+            children = db.session.execute(
+                sa.select(Job.state, Job.exit_status, Job.finished_at).where(Job.parent_id == parent.id)
+            ).all()
+            states = {state for state, _status, _finished in children}
+            if states == {"F"}:
+                statuses = [status for _s, status, _f in children]
+                parent.state, parent.substate = "F", SUBSTATE_FINISHED
+                parent.exit_status = 0 if all(s == 0 for s in statuses) else 1
+                parent.finished_at = max((f for _s, _e, f in children if f), default=now)
+            elif states <= {"Q", "W"}:
+                parent.state, parent.substate = "Q", SUBSTATES["Q"]
+            elif states <= {"H"}:
+                continue
+            else:
+                parent.state, parent.substate = "B", SUBSTATES["B"]
+                parent.started_at = parent.started_at or now
+            parent.modified_at = now
+        db.session.commit()
+
+    def start_queued(self) -> None:
+        free = self.cpus - sum(job.ncpus for job in self.running.values())
+        if free <= 0:
+            return
+        rows = db.session.execute(
+            sa.select(Job).where(Job.backend == BACKEND, Job.state == "Q", Job.deleted_at.is_(None),
+                                 Job.scheduler_id.not_like("%[]"))
+            .order_by(Job.id).limit(64)
+        ).scalars().all()
+        for job in rows:
+            if job.ncpus > self.cpus:
+                note = f"Not Running: the job asks for {job.ncpus} cpus, this host has {self.cpus}"
+                if job.comment != note:
+                    job.comment = note
+                    db.session.commit()
+                continue
+            if job.ncpus > free:
+                break  # first come, first served: no small job overtakes a waiting big one
+            if self.start(job):
+                free -= job.ncpus
+        db.session.rollback()
+
+    # -- starting a job ---------------------------------------------------------------
+    def start(self, job: Job) -> bool:
+        now = utcnow()
+        claimed = db.session.execute(
+            sa.update(Job).where(Job.id == job.id, Job.state == "Q", Job.delete_requested.is_(False))
+            .values(state="R", substate=SUBSTATE_RUNNING, started_at=now, modified_at=now,
+                    run_count=Job.run_count + 1, exec_host=f"{self.host}/0*{job.ncpus}", comment=None)
+        ).rowcount
+        db.session.commit()
+        if claimed != 1:
+            return False
+        db.session.refresh(job)
+        try:
+            running = self.launch(job)
+        except Exception as exc:  # a job that cannot start finishes at once, with the reason
+            log.warning("job %s could not start: %s", job.scheduler_id, exc)
+            db.session.execute(sa.update(Job).where(Job.id == job.id).values(
+                state="F", substate=SUBSTATE_FINISHED, exit_status=EXIT_START_FAILED, finished_at=utcnow(),
+                modified_at=utcnow(), comment=f"Job could not start: {type(exc).__name__}"))
+            db.session.commit()
+            return False
+        self.running[job.id] = running
+        db.session.execute(sa.update(Job).where(Job.id == job.id).values(
+            pid=running.process.pid, proc_start=proc_start_time(running.process.pid)))
+        db.session.commit()
+        return True
+
+    def launch(self, job: Job) -> RunningJob:
+        ident = identity.resolve(job.owner, self.data_dir)
+        run_as = ident.run_as
+        script_path = os.path.join(self.spool, f"{job.id}.SC")
+        nodes_path = os.path.join(self.spool, f"{job.id}.nodes")
+        self._write_private(script_path, job.script, 0o500, run_as)
+        self._write_private(nodes_path, "".join(f"{self.host}\n" for _ in range(job.ncpus)), 0o400, run_as)
+        env = self.job_environment(job, run_as, nodes_path)
+        with self._identity(run_as):
+            stdout_fd = self._open_output(job.output_path)
+            stderr_fd = stdout_fd if job.error_path == job.output_path else self._open_output(job.error_path)
+        args = self.command(job, script_path)
+        kwargs: dict[str, object] = {}
+        if run_as is not None:
+            kwargs.update(user=run_as.uid, group=run_as.gid, extra_groups=list(run_as.groups))
+        try:
+            process = subprocess.Popen(
+                args, cwd=job.job_dir, env=env, stdin=subprocess.DEVNULL, stdout=stdout_fd, stderr=stderr_fd,
+                start_new_session=True, close_fds=True, **kwargs)
+        finally:
+            os.close(stdout_fd)
+            if stderr_fd != stdout_fd:
+                os.close(stderr_fd)
+        return RunningJob(job.id, job.scheduler_id, process, job.ncpus, time.monotonic(), job.walltime_seconds,
+                          files=[script_path, nodes_path])
+
+    @staticmethod
+    def command(job: Job, script_path: str) -> list[str]:
+        shell = (job.request or {}).get("shell")
+        if shell:
+            return [shell, script_path]
+        if job.script.startswith("#!"):
+            return [script_path]  # the kernel honours the script's own interpreter line
+        return ["/bin/sh", script_path]
+
+    def job_environment(self, job: Job, run_as: RunAs | None, nodes_path: str) -> dict[str, str]:
+        """What PBS gives a job, plus its -v variables; never the service's own environment."""
+        request = job.request or {}
+        home = run_as.home if run_as is not None else (request.get("home") or job.job_dir)
+        user = run_as.user if run_as is not None and run_as.user == job.owner else job.owner
+        env = {
+            "PATH": SAFE_PATH,
+            "HOME": home,
+            "USER": user,
+            "LOGNAME": user,
+            "SHELL": request.get("shell") or "/bin/sh",
+            "LANG": "C.UTF-8",
+            "TMPDIR": "/tmp",
+            "PBS_ENVIRONMENT": "PBS_BATCH",
+            "PBS_JOBID": job.scheduler_id,
+            "PBS_JOBNAME": job.name,
+            "PBS_JOBDIR": job.job_dir,
+            "PBS_QUEUE": job.queue,
+            "PBS_O_QUEUE": job.queue,
+            "PBS_O_WORKDIR": job.job_dir,
+            "PBS_O_LOGNAME": job.owner,
+            "PBS_O_HOME": home,
+            "PBS_O_HOST": self.host,
+            "PBS_O_PATH": SAFE_PATH,
+            "PBS_O_SHELL": request.get("shell") or "/bin/sh",
+            "PBS_O_SYSTEM": "Linux",
+            "PBS_NODEFILE": nodes_path,
+            "PBS_TASKNUM": "1",
+            "NCPUS": str(job.ncpus),
+            "OMP_NUM_THREADS": str(job.ncpus),
+        }
+        if job.parent_id is not None and job.array_index is not None:
+            env["PBS_ARRAY_INDEX"] = str(job.array_index)
+            env["PBS_ARRAY_ID"] = job.scheduler_id.split("[", 1)[0] + "[]"
+        if request.get("project"):
+            env["PBS_O_PROJECT"] = str(request["project"])
+        env.update({str(k): str(v) for k, v in (request.get("variables") or {}).items()})
+        return env
+
+    # -- identity and files -----------------------------------------------------------
+    @contextlib.contextmanager
+    def _identity(self, run_as: RunAs | None):
+        if run_as is None or os.geteuid() != 0:
+            yield
+            return
+        saved_groups = os.getgroups()
+        os.setgroups(list(run_as.groups))
+        os.setegid(run_as.gid)
+        os.seteuid(run_as.uid)
+        try:
+            yield
+        finally:
+            os.seteuid(0)
+            os.setegid(0)
+            os.setgroups(saved_groups)
+
+    @staticmethod
+    def _open_output(path: str) -> int:
+        return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+
+    @staticmethod
+    def _write_private(path: str, text: str, mode: int, run_as: RunAs | None) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text)
+            if run_as is not None and os.geteuid() == 0:
+                os.fchown(handle.fileno(), run_as.uid, run_as.gid)
+            os.fchmod(handle.fileno(), mode)
+
+    @staticmethod
+    def _kill_group(pgid: int, signum: int) -> None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pgid, signum)
+
+
+def exit_with_parent() -> None:
+    """Linux: end this runner with SIGTERM when the process that started it dies."""
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        pr_set_pdeathsig = 1
+        libc.prctl(pr_set_pdeathsig, signal.SIGTERM)
+

@@ -1,0 +1,386 @@
+"""Submitting, reading, deleting and listing jobs, the same way on every backend.
+
+The service keeps its own record of every job (the `jobs` table): on the local backend
+that record is the queue itself; on PBS and Slurm it holds the owner, the script and
+the final state beside what the scheduler reports.
+"""
+from __future__ import annotations
+
+import os
+import posixpath
+import stat
+from datetime import timedelta
+
+import sqlalchemy as sa
+from flask import current_app
+
+from soca_api.errors import JOB_GONE, SUBMIT_REFUSED, ApiError
+from soca_api.extensions import db
+from soca_api.models import Job, User, utcnow
+from soca_api.pbs import script as pbs_script
+from soca_api.pbs.request import JobRequest
+from soca_api.schedulers import get_adapter
+from soca_api.schedulers.base import (
+    ACTIVE_STATES,
+    JobInfo,
+    JobNotFound,
+    SchedulerError,
+    SubmitContext,
+)
+from soca_api.services import audit, identity, queue_rules
+from soca_api.services.qstat_view import qstat_attributes
+from soca_api.validation import JOB_ID, QUEUE_NAME, USER_NAME, is_valid, strip_server_suffix
+
+PENDING_STATE = "T"  # "in transit": recorded, not yet acknowledged by an external scheduler
+MAX_PAGE = 1000
+
+
+# -- identifiers ---------------------------------------------------------------------------
+def clean_job_id(job_id: str | None) -> str:
+    """Validate before anything else happens; the API's ids carry no server suffix."""
+    if not job_id:
+        raise ApiError(400, "Client input malformed. job_id (str) parameter is required")
+    if not is_valid(JOB_ID, job_id):
+        raise ApiError(400, "job_id is invalid: it must look like 123, 123[], 123[4] or 123.server")
+    return strip_server_suffix(job_id)
+
+
+# -- submit --------------------------------------------------------------------------------
+def parse_payload(payload: str | None) -> JobRequest:
+    if payload is None or payload == "":
+        raise ApiError(400, "Client input malformed. payload (str) parameter is required")
+    try:
+        text = pbs_script.decode_payload(payload, current_app.config["SOCA_MAX_SCRIPT_BYTES"])
+        return pbs_script.parse_script(text)
+    except pbs_script.ScriptTooLarge as exc:
+        raise ApiError(413, exc.message) from None
+    except pbs_script.ScriptError as exc:
+        raise ApiError(400, exc.message, extra={"line": exc.line} if exc.line else None) from None
+
+
+def default_queue() -> str:
+    return current_app.config["SOCA_DEFAULT_QUEUES"][0]
+
+
+def _resolve_path(given: str | None, default_name: str, job_dir: str, confined: bool, option: str) -> str:
+    """-o/-e relative to the job folder; a folder (trailing /) gets the default file name."""
+    if not given:
+        return posixpath.join(job_dir, default_name)
+    path = given if given.startswith("/") else posixpath.join(job_dir, given)
+    if given.endswith("/"):
+        path = posixpath.join(path, default_name)
+    path = posixpath.normpath(path)
+    if confined and not path.startswith(job_dir.rstrip("/") + "/"):
+        raise ApiError(400, f"{option} {given} must resolve inside your job folder")
+    return path
+
+
+def request_record(request: JobRequest) -> dict[str, object]:
+    """What the record keeps of the request (JSON), beyond its own columns."""
+    return {
+        "join": request.join,
+        "keep_files": request.keep_files,
+        "mail_points": request.mail_points,
+        "mail_users": request.mail_users,
+        "priority": request.priority,
+        "resource_list": pbs_script.resource_list(request),
+        "variables": dict(request.variables),
+        "export_all": request.export_all,
+        "project": request.project,
+        "account": request.account,
+        "array": str(request.array) if request.array else None,
+        "dependencies": [{"kind": d.kind, "ids": [strip_server_suffix(i) for i in d.job_ids]}
+                         for d in request.dependencies],
+        "depend": ",".join(f"{d.kind}:{':'.join(d.job_ids)}" for d in request.dependencies) or None,
+        "shell": request.shell,
+    }
+
+
+def submit(user: User, payload: str | None) -> str:
+    request = parse_payload(payload)
+    queue = request.queue or default_queue()
+    request = queue_rules.check_submission(user, request, queue)
+    adapter = get_adapter()
+    ident = identity.resolve(user.name, current_app.config["SOCA_DATA_DIR"])
+    for dependency in request.dependencies:
+        for dep_id in dependency.job_ids:
+            _check_dependency(user, strip_server_suffix(dep_id))
+
+    home = ident.run_as.home if ident.run_as and not ident.confined else os.path.join(
+        ident.base_dir, *ident.sub_dirs)
+    job = Job(backend=adapter.name, owner=user.name, name=request.name, queue=queue,
+              state=PENDING_STATE, script=request.script, request={**request_record(request), "home": home},
+              ncpus=request.ncpus, nodes=request.nodes, walltime_seconds=request.walltime_seconds,
+              rerunable=request.rerunable, hold=request.hold, start_after=request.start_after)
+    db.session.add(job)
+    db.session.flush()  # the record id names the job folder
+    try:
+        job_dir = identity.make_job_dir(ident, f"{request.name}_{job.id}")
+    except (OSError, ValueError) as exc:
+        db.session.rollback()
+        current_app.logger.error("cannot create job folder for %s: %s", user.name, exc)
+        raise ApiError(500, "Unable to create the job folder") from None
+    seq = job.id
+    job.job_dir = job_dir
+    job.output_path = _resolve_path(request.output_path, f"{request.name}.o{seq}", job_dir, ident.confined, "-o")
+    job.error_path = _resolve_path(request.error_path, f"{request.name}.e{seq}", job_dir, ident.confined, "-e")
+    if request.join == "oe":
+        job.error_path = job.output_path
+    elif request.join == "eo":
+        job.output_path = job.error_path
+    context = SubmitContext(
+        user=user.name, job_dir=job_dir, record_id=job.id,
+        run_as_uid=ident.run_as.uid if ident.run_as else None,
+        run_as_gid=ident.run_as.gid if ident.run_as else None,
+        run_as_groups=ident.run_as.groups if ident.run_as else (),
+        home=ident.run_as.home if ident.run_as else None,
+    )
+    if adapter.name == "local":
+        # One transaction: the row is the queue, so commit == acknowledged and durable.
+        job_id = adapter.submit(request, context)
+        db.session.commit()
+        return job_id
+    # External scheduler: the pending record is durable before qsub runs, so a crash
+    # between the two leaves a trace instead of an unknown job.
+    db.session.commit()
+    try:
+        job_id = adapter.submit(request, context)
+    except SchedulerError as exc:
+        job.state, job.deleted_at, job.comment = "F", utcnow(), f"refused: {exc.detail or exc.message}"
+        db.session.commit()
+        audit.record("job.refused", actor=user.name, target=queue, success=False,
+                     detail=exc.detail or exc.message)
+        extra = {"stderr": exc.detail} if exc.detail else None
+        raise ApiError(exc.status, exc.message, extra=extra) from None
+    job.scheduler_id, job.state = job_id, "Q"
+    db.session.commit()
+    return job_id
+
+
+def _check_dependency(user: User, dep_id: str) -> None:
+    record = find_record(dep_id)
+    if record is None or (record.owner != user.name and not user.is_admin):
+        raise ApiError(400, f"-W depend: job {dep_id} does not exist")
+
+
+# -- read ----------------------------------------------------------------------------------
+def find_record(job_id: str, *, include_deleted: bool = False) -> Job | None:
+    query = sa.select(Job).where(Job.backend == get_adapter().name, Job.scheduler_id == job_id)
+    if not include_deleted:
+        query = query.where(Job.deleted_at.is_(None))
+    return db.session.execute(query).scalar_one_or_none()
+
+
+def _visible(user: User, owner: str) -> bool:
+    return user.is_admin or owner == user.name
+
+
+def _history_expired(record: Job) -> bool:
+    seconds = current_app.config["SOCA_JOB_HISTORY_SECONDS"]
+    return record.finished_at is None or utcnow() - record.finished_at >= timedelta(seconds=seconds)
+
+
+def job_info(user: User, job_id: str) -> JobInfo:
+    """The job as the scheduler reports it, for its owner or an admin only.
+
+    Anyone else gets the same answer as for an unknown job, so ids cannot be probed.
+    """
+    adapter = get_adapter()
+    record = find_record(job_id)
+    if record is not None and not _visible(user, record.owner):
+        raise ApiError(404, JOB_GONE)
+    if record is None and (not user.is_admin or adapter.name == "local"):
+        raise ApiError(404, JOB_GONE)
+    try:
+        info = adapter.info(job_id)
+    except JobNotFound:
+        info = None
+    except SchedulerError as exc:
+        raise ApiError(exc.status, exc.message) from None
+    if info is not None and record is not None and adapter.name != "local":
+        _sync_record(record, info)
+    if info is None and record is not None and adapter.name != "local":
+        info = _finished_from_record(record)
+    if info is None or not _visible(user, info.owner):
+        raise ApiError(404, JOB_GONE)
+    if info.is_finished and record is not None and _history_expired(record):
+        raise ApiError(404, JOB_GONE)
+    return info
+
+
+def _sync_record(record: Job, info: JobInfo) -> None:
+    """Keep the service's record of an external job in step with the scheduler."""
+    changed = record.state != info.state or record.exit_status != info.exit_status
+    if not changed:
+        return
+    record.state = "F" if info.is_finished else info.state
+    record.exit_status = info.exit_status
+    record.modified_at = utcnow()
+    if info.is_finished and record.finished_at is None:
+        record.finished_at = utcnow()
+    if info.started and record.started_at is None:
+        record.started_at = utcnow()
+    db.session.commit()
+
+
+def _finished_from_record(record: Job) -> JobInfo | None:
+    """The scheduler no longer shows the job: it finished (we saw it, or we assume so now)."""
+    if record.state in ACTIVE_STATES or record.state == PENDING_STATE:
+        record.state, record.finished_at = "F", record.finished_at or utcnow()
+        record.comment = record.comment or "Finished; the scheduler kept no history"
+        db.session.commit()
+    from soca_api.schedulers.local import LocalAdapter
+
+    return LocalAdapter.record_info(record)
+
+
+def get_attributes(user: User, job_id: str) -> dict[str, object]:
+    return qstat_attributes(job_info(user, job_id))
+
+
+# -- delete --------------------------------------------------------------------------------
+def delete(user: User, job_id: str) -> None:
+    info = job_info(user, job_id)
+    adapter = get_adapter()
+    record = find_record(job_id)
+    if info.is_finished:
+        # Still visible from history: remove it from view, as SOCA clients expect.
+        if record is not None:
+            record.deleted_at = utcnow()
+            db.session.commit()
+        return
+    try:
+        adapter.delete(job_id)
+    except JobNotFound:
+        pass  # finished between the read and the delete: nothing left to stop
+    except SchedulerError as exc:
+        raise ApiError(exc.status, exc.message) from None
+    if record is not None and record.deleted_at is None:
+        record.deleted_at = utcnow()
+        record.state, record.finished_at = "F", record.finished_at or utcnow()
+        db.session.commit()
+
+
+# -- final record and output ---------------------------------------------------------------
+def final_attributes(user: User, job_id: str) -> dict[str, object]:
+    record = find_record(job_id, include_deleted=True)
+    if record is None or not _visible(user, record.owner):
+        raise ApiError(404, JOB_GONE)
+    if get_adapter().name != "local" and record.state != "F" and record.deleted_at is None:
+        try:
+            job_info(user, job_id)  # refresh the record from the scheduler
+        except ApiError:
+            pass
+        db.session.refresh(record)
+    if record.state != "F":
+        raise ApiError(409, f"Job {job_id} has not finished yet (state {record.state})")
+    from soca_api.schedulers.local import LocalAdapter
+
+    attributes = qstat_attributes(LocalAdapter.record_info(record))
+    attributes["deleted"] = record.deleted_at is not None
+    return attributes
+
+
+def read_output(user: User, job_id: str, stream: str, *, offset: int | None, length: int,
+                tail: int | None) -> dict[str, object]:
+    """A byte range or the last lines of the job's stdout or stderr, for its owner only."""
+    record = find_record(job_id, include_deleted=True)
+    if record is None or record.owner != user.name:
+        raise ApiError(404, JOB_GONE)
+    if record.scheduler_id.endswith("[]"):
+        raise ApiError(400, "An array job has no output of its own: ask for one subjob, e.g. 12[1]")
+    path = record.output_path if stream == "stdout" else record.error_path
+    ident = identity.resolve(user.name, current_app.config["SOCA_DATA_DIR"])
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except FileNotFoundError:
+        raise ApiError(404, f"No {stream} yet for job {job_id}") from None
+    except OSError:
+        raise ApiError(403, f"The {stream} file of job {job_id} cannot be read") from None
+    with os.fdopen(fd, "rb") as handle:
+        info = os.fstat(handle.fileno())
+        # Read only regular files owned by the job's account: never a file it merely named.
+        if not stat.S_ISREG(info.st_mode) or (ident.run_as and info.st_uid != ident.run_as.uid):
+            raise ApiError(403, f"The {stream} file of job {job_id} cannot be read")
+        size = info.st_size
+        if tail is not None:
+            start = _tail_start(handle, size, tail)
+        else:
+            start = min(offset or 0, size)
+        handle.seek(start)
+        data = handle.read(min(length, size - start) if tail is None else size - start)
+    end = start + len(data)
+    return {"job_id": job_id, "stream": stream, "path": path, "offset": start, "next_offset": end,
+            "size": size, "eof": end >= size, "finished": record.state == "F",
+            "data": data.decode("utf-8", errors="replace")}
+
+
+def _tail_start(handle, size: int, lines: int) -> int:
+    """Offset where the last `lines` lines begin, reading backwards in blocks."""
+    block, position, newlines = 65536, size, 0
+    while position > 0:
+        read_from = max(0, position - block)
+        handle.seek(read_from)
+        chunk = handle.read(position - read_from)
+        # A final newline ends the last line; it does not start a new one.
+        end = len(chunk) - 1 if position == size and chunk.endswith(b"\n") else len(chunk)
+        for index in range(end - 1, -1, -1):
+            if chunk[index] == 0x0A:
+                newlines += 1
+                if newlines == lines:
+                    return read_from + index + 1
+        position = read_from
+    return 0
+
+
+# -- list ----------------------------------------------------------------------------------
+def list_jobs(user: User, *, owner: str | None, state: str | None, queue: str | None,
+              limit: int, before: int | None) -> tuple[dict[str, dict], int | None]:
+    """The caller's jobs (admins: everyone's, or `owner`'s), newest first, keyset-paged."""
+    if owner is not None and not is_valid(USER_NAME, owner):
+        raise ApiError(400, "user is invalid: it must match ^[a-z_][a-z0-9_.-]{0,31}$")
+    if queue is not None and not is_valid(QUEUE_NAME, queue):
+        raise ApiError(400, "queue is invalid")
+    if state is not None and (len(state) != 1 or state not in "QHWRESBF"):
+        raise ApiError(400, "state is invalid: one of Q, H, W, R, E, S, B, F")
+    if not user.is_admin:
+        if owner not in (None, user.name):
+            raise ApiError(403, "You can only list your own jobs")
+        owner = user.name
+    limit = max(1, min(limit, MAX_PAGE))
+    adapter = get_adapter()
+    query = sa.select(Job).where(Job.backend == adapter.name, Job.deleted_at.is_(None),
+                                 Job.scheduler_id.is_not(None), Job.parent_id.is_(None))
+    if owner is not None:
+        query = query.where(Job.owner == owner)
+    if queue is not None:
+        query = query.where(Job.queue == queue)
+    history_cutoff = utcnow() - timedelta(seconds=current_app.config["SOCA_JOB_HISTORY_SECONDS"])
+    if state == "F":
+        query = query.where(Job.state == "F")
+    elif state is not None:
+        query = query.where(Job.state == state)
+    else:
+        # What qstat would show: active jobs and finished ones still in history.
+        query = query.where(sa.or_(Job.state != "F", Job.finished_at >= history_cutoff))
+    if before is not None:
+        query = query.where(Job.id < before)
+    rows = list(db.session.execute(query.order_by(Job.id.desc()).limit(limit + 1)).scalars())
+    next_before = rows[limit - 1].id if len(rows) > limit else None
+    rows = rows[:limit]
+    live = _live_infos(adapter, owner) if adapter.name != "local" else {}
+    from soca_api.schedulers.local import LocalAdapter
+
+    jobs = {}
+    for row in rows:
+        info = live.get(row.scheduler_id) or LocalAdapter.record_info(row)
+        jobs[row.scheduler_id] = qstat_attributes(info)
+    return jobs, next_before
+
+
+def _live_infos(adapter, owner: str | None) -> dict[str, JobInfo]:
+    try:
+        return {info.id: info for info in adapter.info_all(owner)}
+    except SchedulerError:
+        return {}  # fall back to the service's records rather than failing the listing
+
