@@ -9,7 +9,9 @@ import secrets
 from pathlib import Path
 
 PROJECT_DIR = Path(__file__).resolve().parent
-DEFAULT_DATA_DIR = PROJECT_DIR / "data"
+# As root, jobs of users without a POSIX account run as an unprivileged account, which
+# must be able to reach its job folder: a project checked out under /root would hide it.
+DEFAULT_DATA_DIR = Path("/var/lib/soca-api") if os.geteuid() == 0 else PROJECT_DIR / "data"
 
 
 def _env(name: str, default: str) -> str:
@@ -38,7 +40,9 @@ def load_secret_key(data_dir: Path) -> str:
     if from_env:
         return from_env
     path = data_dir / "secret_key"
-    data_dir.mkdir(parents=True, exist_ok=True)
+    if not data_dir.exists():
+        data_dir.mkdir(parents=True)
+        data_dir.chmod(0o711)  # traversable to reach job folders, not listable
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:
@@ -48,10 +52,18 @@ def load_secret_key(data_dir: Path) -> str:
     return path.read_text().strip()
 
 
+def normalise_database_url(url: str) -> str:
+    """Plain postgresql:// URLs use the driver in requirements.txt (psycopg2)."""
+    for prefix in ("postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg2://" + url[len(prefix):]
+    return url
+
+
 def from_env() -> dict[str, object]:
     """The Flask config mapping built from the environment."""
     data_dir = Path(_env("DATA_DIR", str(DEFAULT_DATA_DIR))).resolve()
-    database_url = _env("DATABASE_URL", f"sqlite:///{data_dir / 'soca.db'}")
+    database_url = normalise_database_url(_env("DATABASE_URL", f"sqlite:///{data_dir / 'soca.db'}"))
     redis_url = _env("REDIS_URL", "")
     return {
         "SOCA_DATA_DIR": str(data_dir),

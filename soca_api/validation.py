@@ -8,7 +8,7 @@ GROUP_NAME = re.compile(r"^[a-z_][a-z0-9_.-]{0,31}$")
 # PBS queue names: at most 15 characters, starting with a letter (pbs-facts.md).
 QUEUE_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,14}$")
 # API job ids: "12", "12[]", "12[3]", with or without a server suffix.
-JOB_ID = re.compile(r"^\d+(\[\d*\])?(\.[A-Za-z0-9_.-]+)?$")
+JOB_ID = re.compile(r"^[0-9]+(\[[0-9]*\])?(\.[A-Za-z0-9_.-]+)?$")
 EMAIL = re.compile(r"^[A-Za-z0-9._%+-]{1,64}@[A-Za-z0-9.-]{1,253}\.[A-Za-z]{2,63}$")
 INSTANCE_TYPE = re.compile(r"^[a-z0-9][a-z0-9-]*(\.[a-z0-9-]+)?$")
 

@@ -813,6 +813,7 @@ def test_every_option_is_recorded_in_directives():
         ("#PBS -a 321200", "is not a valid date and time"),
         ("#PBS -a 02301200", "is not a valid date and time"),
         ("#PBS -a 202502291200", "is not a valid date and time"),
+        ("#PBS -a 000001011200", "is not a valid date and time"),
         # -m / -M
         ("#PBS -m x", '-m "x" is not valid'),
         ("#PBS -m an", "is not valid"),
@@ -1027,12 +1028,20 @@ def test_resource_list_follows_a_request_changed_by_the_service():
     assert shown["walltime"] == "02:00:00"
 
 
-def test_resource_list_of_an_invalid_request_raises_script_error():
-    request = JobRequest(script="", resources={"nodes": "1", "select": "1"})
+@pytest.mark.parametrize(
+    ("resources", "message"),
+    [
+        ({"nodes": "1", "select": "1"}, "nodes cannot be used with select"),
+        ({"ncpus": "many"}, 'ncpus "many" is not valid'),
+        ({"nodes": "2", "ncpus": "x"}, 'ncpus "x" is not valid'),
+        ({"walltime": "soon"}, 'walltime "soon" is not valid'),
+    ],
+)
+def test_resource_list_of_an_invalid_request_raises_script_error(resources, message):
     with pytest.raises(ScriptError) as info:
-        resource_list(request)
+        resource_list(JobRequest(script="", resources=resources))
     assert info.value.line is None
-    assert info.value.message.startswith("nodes cannot be used with select")
+    assert info.value.message.startswith(message)
 
 
 # --- formatting -------------------------------------------------------------------------------

@@ -48,7 +48,7 @@ class JobResource(ApiResource):
         parameters:
           - {name: job_id, in: query, type: string, required: true, description: "e.g. 11313, 11313[], 11313[2], 11313.server"}
         responses:
-          200: {description: The job's attributes (Job_Name, Job_Owner, job_state, queue, Resource_List...), schema: {$ref: '#/definitions/Envelope'}}
+          200: {description: 'The job''s attributes (Job_Name, Job_Owner, job_state, queue, Resource_List...)', schema: {$ref: '#/definitions/Envelope'}}
           400: {description: Missing or invalid job_id, schema: {$ref: '#/definitions/Envelope'}}
           401: {description: Not authenticated, schema: {$ref: '#/definitions/Envelope'}}
           404: {description: 'Unable to retrieve Job ID (unknown, deleted, finished past history, or not yours)', schema: {$ref: '#/definitions/Envelope'}}
@@ -63,8 +63,8 @@ class JobResource(ApiResource):
         summary: Delete a job (owner or admin)
         consumes: [multipart/form-data, application/x-www-form-urlencoded]
         parameters:
-          - {name: job_id, in: query, type: string, required: false, description: The job id (query string, as in the seed)}
-          - {name: job_id, in: formData, type: string, required: false, description: The job id (form field, as SOCA reads it)}
+          - {name: job_id, in: query, type: string, required: false, description: 'The job id (query string, as in the seed)'}
+          - {name: job_id, in: formData, type: string, required: false, description: 'The job id (form field, as SOCA reads it)'}
         responses:
           200: {description: Job deleted, schema: {$ref: '#/definitions/Envelope'}}
           400: {description: Missing or invalid job_id, schema: {$ref: '#/definitions/Envelope'}}
@@ -115,7 +115,7 @@ class JobFinalResource(ApiResource):
         parameters:
           - {name: job_id, in: query, type: string, required: true}
         responses:
-          200: {description: Final attributes, including Exit_status, schema: {$ref: '#/definitions/Envelope'}}
+          200: {description: 'Final attributes, including Exit_status', schema: {$ref: '#/definitions/Envelope'}}
           400: {description: Missing or invalid job_id, schema: {$ref: '#/definitions/Envelope'}}
           401: {description: Not authenticated, schema: {$ref: '#/definitions/Envelope'}}
           404: {description: Unknown job, schema: {$ref: '#/definitions/Envelope'}}
@@ -136,13 +136,13 @@ class JobOutputResource(ApiResource):
           - {name: stream, in: query, type: string, enum: [stdout, stderr], default: stdout, required: false}
           - {name: offset, in: query, type: integer, required: false, description: First byte to read (default 0)}
           - {name: length, in: query, type: integer, required: false, default: 65536, maximum: 1048576}
-          - {name: tail, in: query, type: integer, required: false, description: Instead of a range, the last N lines}
+          - {name: tail, in: query, type: integer, required: false, description: 'Instead of a range, the last N lines'}
         responses:
           200: {description: '{"data", "offset", "next_offset", "size", "eof", "finished"}', schema: {$ref: '#/definitions/Envelope'}}
           400: {description: Invalid parameter, schema: {$ref: '#/definitions/Envelope'}}
           401: {description: Not authenticated, schema: {$ref: '#/definitions/Envelope'}}
           403: {description: The file cannot be read, schema: {$ref: '#/definitions/Envelope'}}
-          404: {description: Unknown job, not yours, or no output yet, schema: {$ref: '#/definitions/Envelope'}}
+          404: {description: 'Unknown job, not yours, or no output yet', schema: {$ref: '#/definitions/Envelope'}}
         """
         job_id = jobs.clean_job_id(self.param("job_id", required=False))
         stream = self.param("stream", required=False, default="stdout")

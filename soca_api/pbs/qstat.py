@@ -33,7 +33,8 @@ NESTED_KEYS = frozenset({"Resource_List", "resources_used", "Variable_List"})
 
 _JOB_HEADER = re.compile(r"^Job Id:\s*(?P<id>\S+)\s*$")
 # `    name = value` (OpenPBS, Torque) or `<TAB>name = value` (Slurm's wrapper).
-_ATTRIBUTE = re.compile(r"^(?P<indent>[ \t]+)(?P<name>[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z0-9_]+)?) =(?: (?P<value>.*))?$")
+_ATTRIBUTE = re.compile(
+    r"^(?P<indent>[ \t]+)(?P<name>[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z0-9_]+)?) =(?: (?P<value>.*))?$")
 # A comma in Variable_List separates variables only when a new `NAME=` follows it;
 # values themselves may contain commas (PATH-like lists, `-v` values).
 _VARIABLE_SEPARATOR = re.compile(r",(?=[A-Za-z_][A-Za-z0-9_]*=)")

@@ -421,7 +421,8 @@ def _layout(resources: Mapping[str, str]) -> _Layout:
     walltime_seconds = _parse_walltime(walltime) if walltime is not None else None
     mem = resources.get("mem")
     mem_bytes = _parse_size("mem", mem) if mem is not None else None
-    job_ncpus = resources.get("ncpus")
+    ncpus = resources.get("ncpus")
+    job_ncpus = _parse_count("ncpus", ncpus) if ncpus is not None else None
 
     if "nodes" in resources:
         for other in ("select", "place"):
@@ -433,7 +434,7 @@ def _layout(resources: Mapping[str, str]) -> _Layout:
                 )
         return _nodes_layout(
             _parse_nodes(resources["nodes"]),
-            int(job_ncpus) if job_ncpus is not None else None,
+            job_ncpus,
             mem_bytes,
             walltime_seconds,
         )
@@ -469,11 +470,11 @@ def _layout(resources: Mapping[str, str]) -> _Layout:
             hint="add select=N:ncpus=P, or remove place",
         )
     # Only job-wide resources: OpenPBS converts them to one chunk placed "pack".
-    ncpus = int(job_ncpus) if job_ncpus is not None else 1
-    chunk = _Chunk(1, {"ncpus": str(ncpus)})
+    total = job_ncpus if job_ncpus is not None else 1
+    chunk = _Chunk(1, {"ncpus": str(total)})
     if mem_bytes is not None:
         chunk.resources["mem"] = format_mem(mem_bytes)
-    return _Layout(str(chunk), "pack", ncpus, 1, mem_bytes, walltime_seconds)
+    return _Layout(str(chunk), "pack", total, 1, mem_bytes, walltime_seconds)
 
 
 def _nodes_layout(
@@ -564,7 +565,7 @@ def parse_script(script: str, now: datetime | None = None) -> JobRequest:
     parts of `-a` that are left out; it defaults to the current time.
     """
     _check_text(script)
-    return _Parser(script, now or datetime.now()).run()
+    return _Parser(script, now if now is not None else datetime.now()).run()
 
 
 def _clip(text: str, limit: int = 40) -> str:
@@ -625,6 +626,7 @@ def _tokenize(text: str) -> list[str]:
 
 # Options qsub takes in a directive, as getopt letters: flags, then options with a value.
 _FLAGS = frozenset("Vh")
+_OPTION_LIKE = re.compile(r"-[A-Za-z]")
 _WITH_VALUE = frozenset("NqloejvPAamMrWJSkpu")
 # Real qsub options this service does not take, with the reason shown to the client.
 _UNSUPPORTED = {
@@ -657,7 +659,7 @@ def _getopt(tokens: list[str]) -> Iterator[tuple[str, str | None]]:
             elif letter in _WITH_VALUE:
                 if j < len(token):
                     value = token[j:]
-                elif i < len(tokens) and not re.fullmatch(r"-[A-Za-z].*", tokens[i], re.DOTALL):
+                elif i < len(tokens) and not _OPTION_LIKE.match(tokens[i]):
                     value = tokens[i]  # "-p -5" is a value; "-N -j" is a missing name
                     i += 1
                 else:
@@ -714,7 +716,7 @@ class _Parser:
         return ScriptError(f"Line {line}: " + problem.sentence(f' in "{shown}"'), line)
 
     def _directive(self, options: str) -> None:
-        if options and not options[0].isspace():
+        if options and options[0] not in _BLANKS:
             raise _Invalid('"#PBS" must be followed by a space')
         for option, value in _getopt(_tokenize(options)):
             self.request.directives.append(Directive(self.line, option, value))
@@ -960,6 +962,8 @@ def _parse_start_time(value: str, now: datetime) -> datetime:
     if hour > 23 or minute > 59 or second > 59:
         raise problem
     if (month is not None and not 1 <= month <= 12) or (day is not None and not 1 <= day <= 31):
+        raise problem
+    if year is not None and year < 1:  # datetime has no year 0
         raise problem
 
     def at(y: int, m: int, d: int) -> datetime | None:

@@ -222,7 +222,7 @@ class PbsAdapter(SchedulerAdapter):
     def _fresh(self, taken_at: float) -> bool:
         return time.monotonic() - taken_at < self.cache_seconds
 
-    def snapshot(self) -> _Snapshot:
+    def _fresh_snapshot(self) -> _Snapshot:
         """All jobs, at most `cache_seconds` old. Concurrent callers share one refresh."""
         current = self._snapshot
         if self._fresh(current.taken_at):
@@ -255,13 +255,13 @@ class PbsAdapter(SchedulerAdapter):
     # -- read -------------------------------------------------------------------------
     def info(self, job_id: str) -> JobInfo:
         short_id = _short_id(job_id)
-        found = self.snapshot().find(short_id)
+        found = self._fresh_snapshot().find(short_id)
         if found is None:
             found = self._lookup(short_id)
         return job_info_from_attributes(*found)
 
     def info_all(self, owner: str | None = None) -> list[JobInfo]:
-        jobs = self.snapshot().jobs
+        jobs = self._fresh_snapshot().jobs
         return [job_info_from_attributes(full_id, attrs) for full_id, attrs in jobs.items()
                 if owner is None or owner_of(attrs) == owner]
 
@@ -346,7 +346,8 @@ class PbsAdapter(SchedulerAdapter):
             names = parse_qstat_queues(result.stdout)
         elif result.returncode == EXIT_USAGE:
             # No `qstat -Q` here: the queues the current jobs sit in are the best we know.
-            names = sorted({str(attrs.get("queue")) for attrs in self.snapshot().jobs.values() if attrs.get("queue")})
+            jobs = self._fresh_snapshot().jobs.values()
+            names = sorted({str(attrs["queue"]) for attrs in jobs if attrs.get("queue")})
         else:
             raise _command_error("qstat", result)
         self._queues = (time.monotonic(), names)

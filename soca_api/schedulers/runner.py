@@ -103,7 +103,7 @@ class Runner:
         signal.signal(signal.SIGINT, self._request_stop)
         if not self.acquire_lock():
             return
-        os.makedirs(self.spool, mode=0o711, exist_ok=True)
+        identity.ensure_traversable(self.spool)
         with self.app.app_context():
             self.recover()
             log.info("local runner started with %d cpus", self.cpus)

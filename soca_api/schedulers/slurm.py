@@ -414,13 +414,16 @@ def _base_state(slurm_state: str) -> str:
     return words[0].split("+")[0].upper() if words else ""
 
 
-def pbs_state(slurm_state: str, reason: str | None = None) -> PbsState:
-    """Slurm JobState (+ Reason) -> PBS letter and Hold_Types."""
+def pbs_state(slurm_state: str, reason: str | None = None,
+              eligible: datetime | None = None, now: datetime | None = None) -> PbsState:
+    """Slurm JobState (+ Reason) -> PBS letter and Hold_Types. A pending job whose
+    eligible time is still ahead waits for its start time (W) even when Slurm's reason
+    was reset (a released --begin job says Reason=None until the next evaluation)."""
     state = _base_state(slurm_state)
     if state == "PENDING":
         if reason in _PENDING_HOLDS:
             return PbsState("H", _PENDING_HOLDS[reason])
-        if reason == "BeginTime":
+        if reason == "BeginTime" or (eligible is not None and eligible > (now or datetime.now())):
             return PbsState("W")
         return PbsState("Q")
     if state in _FINISHED_STATES:
@@ -485,8 +488,15 @@ def _array_task_ids(text: str) -> list[int]:
     return ids
 
 
+# A job without --time in a MaxTime=INFINITE partition shows 365 days once the backfill
+# scheduler started it (UNLIMITED / null when the main scheduler did): both mean no limit.
+_NO_LIMIT_SECONDS = 365 * 86400
+
+
 def _resource_list(ncpus: int, nodes: int, tasks: int, cpus_per_task: int,
                    walltime: int | None, mem_mb: int | None, features: str | None) -> dict[str, object]:
+    if walltime == _NO_LIMIT_SECONDS:
+        walltime = None
     resources: dict[str, object] = {
         "ncpus": ncpus,
         "nodect": nodes,
@@ -522,7 +532,8 @@ def job_info_from_scontrol(fields: Mapping[str, str]) -> JobInfo:
     job_id = pbs_job_id(fields.get("JobId", ""), fields.get("ArrayJobId"), task)
     slurm_state = fields.get("JobState", "")
     reason = _null(fields.get("Reason"))
-    state = pbs_state(slurm_state, reason)
+    eligible = _scontrol_time(fields.get("EligibleTime"))
+    state = pbs_state(slurm_state, reason, eligible)
     code_text, _, signal_text = (fields.get("ExitCode") or "0:0").partition(":")
     ncpus = _leading_int(fields.get("NumCPUs"), 1)
     nodes = _leading_int(fields.get("NumNodes"), 1)
@@ -544,7 +555,7 @@ def job_info_from_scontrol(fields: Mapping[str, str]) -> JobInfo:
         submit_host=(fields.get("AllocNode:Sid") or "").rsplit(":", 1)[0],
         created=submitted,
         queued=submitted,
-        eligible=_scontrol_time(fields.get("EligibleTime")),
+        eligible=eligible,
         modified=_scontrol_time(fields.get("LastSchedEval")),
         output_path=stdout,
         error_path=stderr,
@@ -611,7 +622,8 @@ def _job_info_from_squeue(job: Mapping[str, object]) -> JobInfo:
     job_id = pbs_job_id(str(job.get("job_id", "")), job.get("array_job_id"), task)  # type: ignore[arg-type]
     slurm_state = str(job.get("job_state") or "")
     reason = _null(str(job.get("state_reason") or ""))
-    state = pbs_state(slurm_state, reason)
+    eligible = _epoch(job.get("eligible_time"))
+    state = pbs_state(slurm_state, reason, eligible)
     ncpus = int(job.get("cpus") or 1)
     nodes = int(job.get("node_count") or 1)
     tasks = int(job.get("tasks") or 1)
@@ -619,7 +631,12 @@ def _job_info_from_squeue(job: Mapping[str, object]) -> JobInfo:
     mem_mb = job.get("memory_per_node")
     if not mem_mb and job.get("memory_per_cpu"):
         mem_mb = int(job["memory_per_cpu"]) * ncpus  # type: ignore[call-overload]
-    stdout = _expand_pattern(str(job.get("standard_output") or ""), job) or None
+    stdout_pattern = str(job.get("standard_output") or "")
+    if not stdout_pattern and job.get("batch_flag") and job.get("current_working_directory"):
+        # sbatch's default, which squeue leaves empty (scontrol shows it expanded)
+        default = "slurm-%A_%a.out" if job.get("array_job_id") else "slurm-%j.out"
+        stdout_pattern = os.path.join(str(job["current_working_directory"]), default)
+    stdout = _expand_pattern(stdout_pattern, job) or None
     stderr = _expand_pattern(str(job.get("standard_error") or ""), job) or stdout  # "" = joined
     time_limit = job.get("time_limit")
     submitted = _epoch(job.get("submit_time"))
@@ -638,7 +655,7 @@ def _job_info_from_squeue(job: Mapping[str, object]) -> JobInfo:
         queue=str(job.get("partition", "")),
         created=submitted,
         queued=submitted,
-        eligible=_epoch(job.get("eligible_time")),
+        eligible=eligible,
         modified=_epoch(job.get("last_sched_evaluation")),
         output_path=stdout,
         error_path=stderr,
@@ -956,9 +973,11 @@ class SlurmAdapter(SchedulerAdapter):
         _, index = _split_job_id(job_id)
         result = self._run(["scontrol", "show", "job", slurm_id])
         if not result.ok:
-            if "Invalid job id" in result.stderr or "not found" in result.stderr:
-                raise JobNotFound(JOB_NOT_FOUND, detail=_first_error_line(result.stderr))
-            raise SchedulerError("Unable to query the job", detail=_first_error_line(result.stderr))
+            # "Invalid job id specified" (stderr); "Job 12_7 not found" (stdout)
+            words = f"{result.stderr}\n{result.stdout}"
+            if "Invalid job id" in words or "not found" in words:
+                raise JobNotFound(JOB_NOT_FOUND, detail=_first_error_line(words))
+            raise SchedulerError("Unable to query the job", detail=_first_error_line(words))
         infos = [job_info_from_scontrol(fields) for fields in parse_scontrol_jobs(result.stdout)]
         if not infos:
             raise JobNotFound(JOB_NOT_FOUND)
@@ -976,6 +995,8 @@ class SlurmAdapter(SchedulerAdapter):
         return infos[0]
 
     def info_all(self, owner: str | None = None) -> list[JobInfo]:
+        """Plain jobs and array parents ("123[]"), like qstat without -t. The JobInfo
+        objects are shared by every caller within cache_seconds: treat them as read-only."""
         jobs = self._all_jobs()
         return [job for job in jobs if owner is None or job.owner == owner]
 
@@ -1016,7 +1037,7 @@ class SlurmAdapter(SchedulerAdapter):
         if "Invalid job id" in text or "already completing or completed" in text \
                 or "already finished" in text or "not found" in text:
             raise JobNotFound(JOB_NOT_FOUND, detail=_first_error_line(text))
-        if "Access/permission denied" in text:
+        if "Access/permission denied" in text or "Invalid user id" in text:
             raise PermissionDenied("You are not allowed to change this job", detail=_first_error_line(text))
         if not result.ok or "error:" in text:
             raise JobRejected(message, detail=_first_error_line(text))

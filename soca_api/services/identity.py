@@ -68,6 +68,13 @@ def group_names(gids: tuple[int, ...]) -> list[str]:
     return names
 
 
+def ensure_traversable(path: str) -> None:
+    """A service folder that job accounts may pass through but not list (umask-proof)."""
+    if not os.path.isdir(path):
+        os.makedirs(path, exist_ok=True)
+        os.chmod(path, 0o711)
+
+
 def make_job_dir(identity: JobIdentity, leaf: str, mode: int = 0o700) -> str:
     """Create base/sub_dirs.../leaf without following any symlink below base.
 
@@ -75,7 +82,7 @@ def make_job_dir(identity: JobIdentity, leaf: str, mode: int = 0o700) -> str:
     user cannot point `soca_job_output` at another place and have root create files there.
     New folders belong to the job's account.
     """
-    os.makedirs(identity.base_dir, mode=0o711, exist_ok=True)
+    ensure_traversable(identity.base_dir)
     fd = os.open(identity.base_dir, os.O_RDONLY | os.O_DIRECTORY)
     try:
         for index, part in enumerate(identity.sub_dirs + (leaf,)):

@@ -49,6 +49,8 @@ def clean_job_id(job_id: str | None) -> str:
 def parse_payload(payload: str | None) -> JobRequest:
     if payload is None or payload == "":
         raise ApiError(400, "Client input malformed. payload (str) parameter is required")
+    # An unencoded "+" in a urlencoded body arrives as a space; base64 never holds spaces.
+    payload = payload.replace(" ", "+")
     try:
         text = pbs_script.decode_payload(payload, current_app.config["SOCA_MAX_SCRIPT_BYTES"])
         return pbs_script.parse_script(text)

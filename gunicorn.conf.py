@@ -1,0 +1,58 @@
+"""gunicorn settings for soca-api, from the same SOCA_* variables as config.py.
+
+With the local scheduler, the master also starts the runner (one process, restarted if
+it dies) so that `make run` is all a laptop needs.
+"""
+import os
+import subprocess
+import sys
+import threading
+import time
+
+bind = f"{os.environ.get('SOCA_HOST', '127.0.0.1')}:{os.environ.get('SOCA_PORT', '8080')}"
+workers = int(os.environ.get("SOCA_WORKERS", "2"))
+worker_class = "sync"
+timeout = int(os.environ.get("SOCA_WORKER_TIMEOUT", "60"))
+accesslog = os.environ.get("SOCA_ACCESS_LOG", "-")
+# HTTPS when both are set (the seed requires a valid certificate in production).
+certfile = os.environ.get("SOCA_TLS_CERT") or None
+keyfile = os.environ.get("SOCA_TLS_KEY") or None
+umask = 0o077  # the database and keys the service writes are for its own account only
+
+_runner = {"process": None, "stop": False}
+
+
+def _runner_wanted() -> bool:
+    return (os.environ.get("SOCA_SCHEDULER", "local") == "local"
+            and os.environ.get("SOCA_START_RUNNER", "1") not in ("0", "false", "no"))
+
+
+def _supervise(server) -> None:
+    args = [sys.executable, "-m", "flask", "--app", "wsgi", "scheduler", "run", "--exit-with-parent"]
+    while not _runner["stop"]:
+        process = subprocess.Popen(args, cwd=os.path.dirname(os.path.abspath(__file__)))
+        _runner["process"] = process
+        server.log.info("local runner started (pid %s)", process.pid)
+        code = process.wait()
+        if _runner["stop"]:
+            break
+        server.log.error("local runner exited with %s; restarting in 1 s", code)
+        time.sleep(1)
+
+
+def when_ready(server):
+    if certfile and keyfile:
+        server.log.info("serving HTTPS with %s", certfile)
+    if _runner_wanted():
+        threading.Thread(target=_supervise, args=(server,), daemon=True, name="runner-supervisor").start()
+
+
+def on_exit(server):
+    _runner["stop"] = True
+    process = _runner["process"]
+    if process is not None and process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()

@@ -1,0 +1,51 @@
+"""Helpers for API tests: accounts, encoding and submitting scripts, waiting for states."""
+from __future__ import annotations
+
+import base64
+import time
+from dataclasses import dataclass
+
+SEED_PAYLOAD = (
+    "IyEvYmluL2Jhc2gKI1BCUyAtTiB0ZXN0am9iCiNQQlMgLVYgLWogb2UgLW8gdGVzdGpvYl9vdXRwdXQucWxvZwojUEJTIC1Q"
+    "IG15cHJvamVjdAojUEJTIC1xIG5vcm1hbAojUEJTIC1sIG5vZGVzPTEsaW5zdGFuY2VfdHlwZT1jNS5sYXJnZQovYmluL2VjaG8g"
+    "IkhlbGxvIFdvcmxkIgo="
+)
+SEED_SCRIPT = base64.b64decode(SEED_PAYLOAD).decode()
+
+@dataclass
+class Account:
+    name: str
+    key: str
+    password: str | None
+    is_admin: bool
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"X-SOCA-USER": self.name, "X-SOCA-TOKEN": self.key}
+
+
+def encode(script: str) -> str:
+    return base64.b64encode(script.encode()).decode()
+
+
+def submit(client, account: Account, script: str, expect: int = 200) -> str:
+    response = client.post("/api/scheduler/job", headers=account.headers, data={"payload": encode(script)})
+    assert response.status_code == expect, response.json
+    return response.json["message"]
+
+
+def job_attributes(client, account: Account, job_id: str):
+    return client.get(f"/api/scheduler/job?job_id={job_id}", headers=account.headers)
+
+
+def wait_for_state(client, account: Account, job_id: str, states: str, timeout: float = 20.0) -> dict:
+    deadline = time.time() + timeout
+    last = None
+    while time.time() < deadline:
+        response = job_attributes(client, account, job_id)
+        if response.status_code == 200:
+            last = response.json["message"]
+            if last["job_state"] in states:
+                return last
+        time.sleep(0.05)
+    raise AssertionError(f"job {job_id} never reached {states}; last seen {last}")
