@@ -89,6 +89,7 @@ class Stack:
     runner: subprocess.Popen | None = None
 
     def start_runner(self) -> subprocess.Popen:
+        launched = time.time()
         self.runner = subprocess.Popen(
             [sys.executable, "-m", "flask", "--app", "wsgi", "scheduler", "run"],
             cwd=PROJECT_DIR, env=self.env, stdout=subprocess.DEVNULL, stderr=open(
@@ -96,7 +97,8 @@ class Stack:
         heartbeat = os.path.join(self.data_dir, "runner.heartbeat")
         deadline = time.time() + 30
         while time.time() < deadline:
-            if os.path.exists(heartbeat) and os.stat(heartbeat).st_mtime > time.time() - 5:
+            # Ready once this runner has beaten (after its recovery pass).
+            if os.path.exists(heartbeat) and os.stat(heartbeat).st_mtime >= launched:
                 return self.runner
             if self.runner.poll() is not None:
                 break

@@ -20,7 +20,14 @@ import pytest
 
 from soca_api.pbs.request import ArraySpec, Dependency, JobRequest
 from soca_api.schedulers import slurm as slurm_module
-from soca_api.schedulers.base import JobInfo, JobNotFound, JobRejected, SubmitContext
+from soca_api.schedulers.base import (
+    JobInfo,
+    JobNotFound,
+    JobRejected,
+    SchedulerError,
+    SchedulerUnavailable,
+    SubmitContext,
+)
 from soca_api.schedulers.slurm import SUBMIT_REJECTED, SlurmAdapter
 from tests.services import require_slurm
 
@@ -283,3 +290,27 @@ def test_script_file_is_private_and_fresh(adapter, context, account):
         assert status.st_uid == account.pw_uid and status.st_mode & 0o077 == 0
     wait_for(adapter, first)
     wait_for(adapter, second)
+
+
+def test_user_planted_link_is_not_followed(adapter, context, account, tmp_path):
+    if os.geteuid() != 0:
+        pytest.skip("only a root service writes into other users' directories")
+    target = tmp_path / "root-only"
+    target.mkdir()
+    os.makedirs(context.job_dir)
+    os.chown(context.job_dir, account.pw_uid, account.pw_gid)
+    link = os.path.join(context.job_dir, "link")
+    os.symlink(target, link)
+    os.lchown(link, account.pw_uid, account.pw_gid)
+    with pytest.raises(SchedulerError, match="Unable to write the job script"):
+        adapter.submit(job("true"), replace(context, job_dir=os.path.join(link, "sub")))
+    with pytest.raises(SchedulerError, match="Unable to write the job script"):
+        adapter.submit(job("true"), replace(context, job_dir=link))
+    assert list(target.iterdir()) == []
+
+
+def test_missing_commands_are_an_outage():
+    broken = SlurmAdapter(bin_dir="/nonexistent/slurm/bin")
+    with pytest.raises(SchedulerUnavailable):
+        broken.info("1")
+    assert broken.health()[0] is False

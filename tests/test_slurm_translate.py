@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -231,7 +231,7 @@ def test_export_refusals(variables):
 def test_begin_time():
     args = sbatch_arguments(request(start_after=datetime(2031, 5, 4, 3, 2, 1)))
     assert option(args, "begin") == "2031-05-04T03:02:01"
-    aware = datetime(2031, 5, 4, 3, 2, 1, tzinfo=timezone.utc)
+    aware = datetime(2031, 5, 4, 3, 2, 1, tzinfo=UTC)
     local = aware.astimezone().strftime("%Y-%m-%dT%H:%M:%S")
     assert option(sbatch_arguments(request(start_after=aware)), "begin") == local
 
@@ -565,3 +565,69 @@ def test_squeue_json_times_are_local(utc):
     infos = {i.id: i for i in job_infos_from_squeue_json(fixture("squeue_mixed.json"))}
     assert infos["1"].created == datetime(2026, 11, 28, 13, 13, 37)
     assert infos["1"].finished == datetime(2026, 11, 28, 13, 13, 38)
+
+
+# --- command errors ---------------------------------------------------------------------
+
+
+def _result(stderr: str, returncode: int = 1, stdout: str = ""):
+    from soca_api.schedulers.commands import CommandResult
+
+    return CommandResult(("x",), returncode, stdout, stderr)
+
+
+@pytest.mark.parametrize(
+    ("stderr", "error"),
+    [
+        ("sbatch: error: Batch job submission failed: Unable to contact slurm controller (connect failure)",
+         "SchedulerUnavailable"),
+        ("slurm_load_jobs error: Unable to contact slurm controller (connect failure)", "SchedulerUnavailable"),
+        ("sbatch: error: Batch job submission failed: Socket timed out on send/recv operation",
+         "SchedulerTimeout"),
+    ],
+)
+def test_outage_messages(stderr, error):
+    from soca_api.schedulers import base
+    from soca_api.schedulers.slurm import _raise_for_outage
+
+    with pytest.raises(getattr(base, error)) as caught:
+        _raise_for_outage(_result(stderr))
+    assert caught.value.detail == stderr
+
+
+def test_refusal_messages_are_not_outages():
+    from soca_api.schedulers.slurm import _first_error_line, _raise_for_outage
+
+    stderr = ("sbatch: error: invalid partition specified: nosuch\n"
+              "sbatch: error: Batch job submission failed: Invalid partition name specified\n")
+    _raise_for_outage(_result(stderr))  # no exception
+    assert _first_error_line(stderr) == "sbatch: error: invalid partition specified: nosuch"
+    assert _first_error_line("sbatch: warning: x\nsbatch: error: y\n") == "sbatch: error: y"
+    assert _first_error_line("") == ""
+
+
+@pytest.mark.parametrize(
+    ("stderr", "error"),
+    [
+        ("scancel: Terminating job 9\nscancel: error: Kill job error on job id 9: Invalid job id specified\n",
+         "JobNotFound"),
+        ("scancel: Terminating job 3\n"
+         "scancel: error: Kill job error on job id 3: Job/step already completing or completed\n", "JobNotFound"),
+        ("Job has already finished for job 20\nslurm_suspend error: Job has already finished\n", "JobNotFound"),
+        ("scancel: error: Kill job error on job id 21: Access/permission denied\n", "PermissionDenied"),
+        ("Invalid user id for job 21\nslurm_suspend error: Invalid user id\n", "PermissionDenied"),
+        ("slurm_suspend error: Something new\n", "JobRejected"),
+    ],
+)
+def test_job_command_errors(stderr, error):
+    from soca_api.schedulers import base
+    from soca_api.schedulers.slurm import SlurmAdapter
+
+    with pytest.raises(getattr(base, error)):
+        SlurmAdapter._raise_for_job_error(_result(stderr, returncode=0), "Unable to change the job")
+
+
+def test_scancel_success_is_quiet():
+    from soca_api.schedulers.slurm import SlurmAdapter
+
+    SlurmAdapter._raise_for_job_error(_result("scancel: Terminating job 14_3\n", returncode=0), "x")

@@ -722,6 +722,8 @@ def delete_user(user: User) -> int:
     The row stays (marked deleted) because the job history refers to the name; returns
     the number of keys revoked.
     """
+    if user.is_admin and admin_count() <= 1:
+        raise ApiError(409, f"User {user.name} is the last admin; grant admin rights to another user first")
     revoked = accounts.revoke_keys(user, commit=False)
     user.deleted_at = utcnow()
     user.is_active = False

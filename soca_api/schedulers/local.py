@@ -33,6 +33,15 @@ SIGTERM = 15
 WAITING_STATES = ("Q", "H", "W")
 
 
+def subjob_path(path: str | None, index: int) -> str | None:
+    """PBS names subjob files with ^array_index^ where given, else `<file>.<index>`."""
+    if path is None:
+        return None
+    if "^array_index^" in path:
+        return path.replace("^array_index^", str(index))
+    return f"{path}.{index}"
+
+
 def _aware(moment: datetime | None) -> datetime | None:
     """Rows keep naive UTC; JobInfo carries aware times so views can show local time."""
     return moment.replace(tzinfo=timezone.utc) if moment is not None else None
@@ -59,8 +68,8 @@ class LocalAdapter(SchedulerAdapter):
             db.session.add(Job(
                 backend=BACKEND, scheduler_id=f"{job.id}[{index}]", owner=job.owner, name=job.name,
                 queue=job.queue, state=job.state, substate=job.substate, script=job.script,
-                request=job.request, job_dir=job.job_dir, output_path=job.output_path,
-                error_path=job.error_path, ncpus=job.ncpus, nodes=job.nodes,
+                request=job.request, job_dir=job.job_dir, output_path=subjob_path(job.output_path, index),
+                error_path=subjob_path(job.error_path, index), ncpus=job.ncpus, nodes=job.nodes,
                 walltime_seconds=job.walltime_seconds, rerunable=job.rerunable, hold=job.hold,
                 start_after=job.start_after, parent_id=job.id, array_index=index,
             ))

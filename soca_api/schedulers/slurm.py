@@ -14,6 +14,7 @@ outputs in tests/fixtures/slurm/):
 """
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import os
@@ -22,9 +23,9 @@ import re
 import secrets
 import threading
 import time
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Iterable, Mapping
 
 from soca_api.pbs.request import JobRequest
 from soca_api.schedulers.base import (
@@ -43,7 +44,12 @@ from soca_api.schedulers.base import (
     SchedulerUnavailable,
     SubmitContext,
 )
-from soca_api.schedulers.commands import CommandResult, RunAs, clean_environment, run_command
+from soca_api.schedulers.commands import (
+    CommandResult,
+    RunAs,
+    clean_environment,
+    run_command,
+)
 from soca_api.validation import INSTANCE_TYPE, JOB_ID
 
 SUBMIT_REJECTED = (
@@ -389,6 +395,8 @@ def _user_name(value: str | None) -> str:
 
 @dataclass(frozen=True)
 class PbsState:
+    """A PBS job_state letter with its Hold_Types, and whether the job is over."""
+
     letter: str
     hold_types: str = "n"
     finished: bool = False
@@ -540,8 +548,9 @@ def job_info_from_scontrol(fields: Mapping[str, str]) -> JobInfo:
     tasks = _leading_int(fields.get("NumTasks"), 1)
     cpus_per_task = _leading_int(fields.get("CPUs/Task"), 1)
     mem_mb = _memory_mb(fields.get("MinMemoryNode"))
-    if mem_mb is None and _memory_mb(fields.get("MinMemoryCPU")) is not None:
-        mem_mb = _memory_mb(fields.get("MinMemoryCPU")) * ncpus  # type: ignore[operator]
+    per_cpu_mb = _memory_mb(fields.get("MinMemoryCPU"))
+    if mem_mb is None and per_cpu_mb is not None:
+        mem_mb = per_cpu_mb * ncpus  # --mem-per-cpu: shown as the job total, like PBS mem
     run_time = _duration_seconds(fields.get("RunTime"))
     stdout, stderr = _null(fields.get("StdOut")), _null(fields.get("StdErr"))
     submitted = _scontrol_time(fields.get("SubmitTime"))
@@ -705,7 +714,7 @@ def _indices_text(ids: Iterable[int]) -> str | None:
         return None
     if len(ordered) == 1:
         return str(ordered[0])
-    steps = {b - a for a, b in zip(ordered, ordered[1:])}
+    steps = {b - a for a, b in itertools.pairwise(ordered)}
     if len(steps) == 1:
         step = steps.pop()
         return f"{ordered[0]}-{ordered[-1]}" + (f":{step}" if step != 1 else "")
@@ -731,10 +740,9 @@ def _task_ids(info: JobInfo) -> list[int]:
 def _array_exit_status(tasks: list[JobInfo]) -> int:
     """PBS: 0 when every subjob exited 0, 2 when one was deleted or aborted (negative
     status), 1 when one exited non-zero."""
-    statuses = [task.exit_status or 0 for task in tasks]
-    if any(task.substate == SUBSTATE_DELETED or status < 0 for task, status in zip(tasks, statuses)):
+    if any(task.substate == SUBSTATE_DELETED or (task.exit_status or 0) < 0 for task in tasks):
         return 2
-    return 1 if any(statuses) else 0
+    return 1 if any(task.exit_status for task in tasks) else 0
 
 
 def array_parent(parent_id: str, tasks: list[JobInfo]) -> JobInfo:
@@ -852,39 +860,49 @@ def _run_as(context: SubmitContext) -> RunAs | None:
     return RunAs(context.user, context.run_as_uid, gid, tuple(context.run_as_groups), home)
 
 
-def _prepare_job_dir(job_dir: str, run_as: RunAs | None) -> int:
-    """Create the job directory (0700, owned by the user when the service is root) and
-    return an fd on it. Root refuses symlinked paths and directories of other users: a
-    user-made link must not redirect a root-written file elsewhere."""
+def _trusted_directory(fd: int) -> bool:
+    """A directory only root can change: symbolic links in it were made by root."""
+    status = os.fstat(fd)
+    return status.st_uid == 0 and not status.st_mode & 0o022
+
+
+def _open_job_dir(job_dir: str, run_as: RunAs | None) -> int:
+    """Open the job directory component by component from "/", creating what is missing
+    (0700, given to the user when the service is root), and return an fd on it.
+
+    A link is followed only inside a directory that only root can change: root writes the
+    script into this directory, and a link planted by the user (in its home, in /tmp) must
+    not send that write, or a root-made directory, anywhere else.
+    """
     if not os.path.isabs(job_dir) or os.path.normpath(job_dir) != job_dir:
         raise SchedulerError("Invalid job directory", detail=job_dir)
     as_root = run_as is not None and os.geteuid() == 0
-    missing: list[str] = []
-    path = job_dir
-    while not os.path.lexists(path):
-        missing.append(path)
-        path = os.path.dirname(path)
-    for directory in reversed(missing):
-        os.mkdir(directory, 0o700)
-        if as_root:
-            fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    directory_flags = os.O_RDONLY | os.O_DIRECTORY
+    fd = os.open("/", directory_flags)
+    try:
+        for part in [p for p in job_dir.split("/") if p]:
+            flags = directory_flags if _trusted_directory(fd) else directory_flags | os.O_NOFOLLOW
             try:
-                os.fchown(fd, run_as.uid, run_as.gid)  # type: ignore[union-attr]
-            finally:
-                os.close(fd)
-    if as_root and os.path.realpath(job_dir) != job_dir:
-        raise SchedulerError("The job directory path contains a symbolic link", detail=job_dir)
-    fd = os.open(job_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
-    if as_root and os.fstat(fd).st_uid not in (0, run_as.uid):  # type: ignore[union-attr]
+                child = os.open(part, flags, dir_fd=fd)
+            except FileNotFoundError:
+                os.mkdir(part, 0o700, dir_fd=fd)
+                child = os.open(part, directory_flags | os.O_NOFOLLOW, dir_fd=fd)
+                if as_root:
+                    os.fchown(child, run_as.uid, run_as.gid)  # type: ignore[union-attr]
+            os.close(fd)
+            fd = child
+        if as_root and os.fstat(fd).st_uid not in (0, run_as.uid):  # type: ignore[union-attr]
+            raise SchedulerError("The job directory belongs to another user", detail=job_dir)
+        return fd
+    except BaseException:
         os.close(fd)
-        raise SchedulerError("The job directory belongs to another user", detail=job_dir)
-    return fd
+        raise
 
 
 def write_job_script(script: str, job_dir: str, run_as: RunAs | None) -> str:
     """Write the script into the job dir under a fresh name (never over an existing file
     or through a link) and return its absolute path."""
-    dir_fd = _prepare_job_dir(job_dir, run_as)
+    dir_fd = _open_job_dir(job_dir, run_as)
     try:
         name = f"soca-job-{secrets.token_hex(6)}.sh"
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW

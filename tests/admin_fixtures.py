@@ -1,0 +1,178 @@
+"""Helpers for the admin, queue-rule and admin CLI tests, on top of tests/conftest.py.
+
+The shared stack is one database for the whole session, so every helper here makes
+objects with unique names; tests that need a database of their own (the last admin, the
+seed's own queue "normal") use `isolated_app`.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+import pytest
+
+from soca_api.models import Job
+from tests.conftest import build_stack, make_data_dir, unique_name
+from tests.helpers import Account
+
+ADMIN_ROUTES = (
+    ("QueuesResource", "/scheduler/queues"),
+    ("QueueResource", "/scheduler/queue"),
+    ("UserResource", "/ldap/user"),
+    ("UsersResource", "/ldap/users"),
+    ("GroupResource", "/ldap/group"),
+    ("GroupsResource", "/ldap/groups"),
+    ("SudoResource", "/ldap/sudo"),
+    ("ResetPasswordResource", "/user/reset_password"),
+    ("AuditResource", "/audit"),
+)
+
+
+def ensure_admin_routes(app) -> None:
+    """Serve the admin resources when soca_api/api/__init__.py does not list them yet.
+
+    A no-op once the blueprint registers them; until then they are added on the app
+    itself (errors still reach the envelope through the app's error handler).
+    """
+    from soca_api.api import admin
+    from soca_api.extensions import csrf
+
+    existing = {rule.rule for rule in app.url_map.iter_rules()}
+    missing = [(cls, "/api" + path) for cls, path in ADMIN_ROUTES if "/api" + path not in existing]
+    if not missing:
+        return
+    got_first = app._got_first_request
+    app._got_first_request = False  # the shared app has served requests already
+    try:
+        for cls, path in missing:
+            view = getattr(admin, cls).as_view(f"admin_test_{cls}")
+            csrf.exempt(view)  # as the blueprint is: the API authenticates by header
+            app.add_url_rule(path, view_func=view)
+    finally:
+        app._got_first_request = got_first
+
+
+def ensure_admin_cli(app) -> None:
+    from soca_api import cli_admin
+
+    if "queue" not in app.cli.commands:
+        cli_admin.init_app(app)
+
+
+def queue_name() -> str:
+    name = unique_name("q")
+    assert len(name) <= 15
+    return name
+
+
+def group_name() -> str:
+    return unique_name("g")
+
+
+def make_queue(app, name: str | None = None, *, enabled: bool = True, **rules: str) -> str:
+    from soca_api.services import queues
+
+    name = name or queue_name()
+    with app.app_context():
+        queues.create_queue(name, enabled=enabled, changes=rules)
+    return name
+
+
+def make_group(app, *members: str, name: str | None = None) -> str:
+    from soca_api.api import admin
+
+    name = name or group_name()
+    with app.app_context():
+        admin.create_group(name, members=list(members))
+    return name
+
+
+def add_job(app, owner: str, queue: str, state: str, **columns) -> int:
+    """A job row as the job service would record it. The backend is not "local", so the
+    session's runner never picks it up."""
+    from soca_api.extensions import db
+
+    with app.app_context():
+        job = Job(backend="fake", owner=owner, name="fake", queue=queue, state=state, script="#!/bin/sh\n",
+                  request={}, **columns)
+        db.session.add(job)
+        db.session.commit()
+        return job.id
+
+
+def user_row(app, name: str):
+    """A detached copy of the user's columns, read fresh from the database."""
+    from soca_api.extensions import db
+    from soca_api.models import User
+
+    with app.app_context():
+        user = db.session.execute(db.select(User).where(User.name == name)).scalar_one()
+        db.session.expunge(user)
+        return user
+
+
+def audit_events(app, **filters) -> list:
+    from soca_api.extensions import db
+    from soca_api.models import AuditEvent
+
+    with app.app_context():
+        query = db.select(AuditEvent).order_by(AuditEvent.id)
+        for key, value in filters.items():
+            query = query.where(getattr(AuditEvent, key) == value)
+        events = list(db.session.execute(query).scalars())
+        for event in events:
+            db.session.expunge(event)
+        return events
+
+
+@dataclass
+class FakeAdapter:
+    """Stands in for the PBS or Slurm adapter where only its name and queues matter."""
+
+    name: str
+    names: list[str] = field(default_factory=list)
+    fail: bool = False
+
+    def queues(self) -> list[str]:
+        from soca_api.schedulers.base import SchedulerUnavailable
+
+        if self.fail:
+            raise SchedulerUnavailable("Scheduler command not found: qstat")
+        return list(self.names)
+
+
+def fake_qmgr(directory: str, *, exit_code: int = 0, stderr: str = "") -> str:
+    """A `qmgr` that logs its argument list (one line per call) and answers as told."""
+    os.makedirs(directory, exist_ok=True)
+    log = os.path.join(directory, "qmgr.log")
+    script = os.path.join(directory, "qmgr")
+    with open(script, "w") as handle:
+        handle.write("#!/bin/sh\n"
+                     f'printf "%s|" "$@" >> "{log}"\n'
+                     f'echo >> "{log}"\n'
+                     + (f'echo "{stderr}" >&2\n' if stderr else "")
+                     + f"exit {exit_code}\n")
+    os.chmod(script, 0o755)
+    return log
+
+
+@pytest.fixture
+def isolated_app():
+    """An app on a fresh SQLite database of its own (no runner)."""
+    data_dir = make_data_dir("soca-admin-")
+    built = build_stack("sqlite", f"sqlite:///{data_dir}/t.db")
+    ensure_admin_routes(built.app)
+    yield built.app
+    from soca_api.extensions import db
+
+    with built.app.app_context():
+        db.engine.dispose()
+
+
+def account(app, *, admin: bool = False, password: str | None = None) -> Account:
+    from soca_api.services import accounts
+
+    name = unique_name("adm" if admin else "usr")
+    with app.app_context():
+        _user, key = accounts.create_user(name, password=password, is_admin=admin)
+    return Account(name, key, password, admin)
