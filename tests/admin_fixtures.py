@@ -7,9 +7,8 @@ seed's own queue "normal") use `isolated_app`.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-
-import pytest
 
 from soca_api.models import Job
 from tests.conftest import build_stack, make_data_dir, unique_name
@@ -156,9 +155,10 @@ def fake_qmgr(directory: str, *, exit_code: int = 0, stderr: str = "") -> str:
     return log
 
 
-@pytest.fixture
-def isolated_app():
-    """An app on a fresh SQLite database of its own (no runner)."""
+def fresh_app() -> Iterator:
+    """An app on a fresh SQLite database of its own (no runner); yields it once.
+
+    Test modules wrap it in their own `isolated_app` fixture."""
     data_dir = make_data_dir("soca-admin-")
     built = build_stack("sqlite", f"sqlite:///{data_dir}/t.db")
     ensure_admin_routes(built.app)

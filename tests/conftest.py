@@ -112,7 +112,7 @@ class Stack:
         self.runner = None
 
 
-def build_stack(kind: str, database_url: str) -> Stack:
+def build_stack(kind: str, database_url: str, **overrides: object) -> Stack:
     from flask_migrate import upgrade
 
     from soca_api import create_app
@@ -127,6 +127,7 @@ def build_stack(kind: str, database_url: str) -> Stack:
         "SOCA_AUTH_FAILURE_LIMIT": env["SOCA_AUTH_FAILURE_LIMIT"],
         "SOCA_LOCAL_KILL_DELAY": 1.0,
         "WTF_CSRF_ENABLED": True,
+        **overrides,
     })
     with app.app_context():
         upgrade()

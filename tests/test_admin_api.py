@@ -3,7 +3,7 @@ queues and the audit log."""
 from __future__ import annotations
 
 import random
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from functools import cached_property
 
 import pytest
@@ -15,8 +15,8 @@ from tests.admin_fixtures import (
     audit_events,
     ensure_admin_routes,
     fake_qmgr,
+    fresh_app,
     group_name,
-    isolated_app,  # noqa: F401 - fixture
     make_group,
     make_queue,
     queue_name,
@@ -28,6 +28,11 @@ from tests.helpers import Account
 
 PASSWORD = "Old-Password-42"
 NEW_PASSWORD = "New-Password-43"
+
+
+@pytest.fixture
+def isolated_app():
+    yield from fresh_app()
 
 
 @pytest.fixture(autouse=True)
@@ -563,7 +568,7 @@ def test_audit_paging_and_filters(app, client, admin, make_user):
                           query_string={"user": bob.name}).json["message"]["events"]
     assert refusals and refusals[0]["success"] is False and refusals[0]["action"] == "user.list"
 
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     future = (now + timedelta(hours=1)).isoformat()
     past = (now - timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
     assert client.get("/api/audit", headers=admin.headers,

@@ -11,9 +11,10 @@ The account and group operations below the resources are used by the CLI too
 from __future__ import annotations
 
 import re
-from datetime import datetime, timezone
+from collections.abc import Callable
+from datetime import UTC, datetime
 from functools import wraps
-from typing import Any, Callable
+from typing import Any
 
 import sqlalchemy as sa
 from flask import g, request
@@ -175,7 +176,7 @@ class UserResource(ApiResource):
           200: {description: Deleted user., schema: {$ref: '#/definitions/Envelope'}}
           400: {description: Missing or invalid user, schema: {$ref: '#/definitions/Envelope'}}
           401: {description: Not authenticated, schema: {$ref: '#/definitions/Envelope'}}
-          403: {description: Not an admin, or the caller's own user, schema: {$ref: '#/definitions/Envelope'}}
+          403: {description: 'Not an admin, or the caller''s own user', schema: {$ref: '#/definitions/Envelope'}}
           404: {description: Unknown user, schema: {$ref: '#/definitions/Envelope'}}
         security:
           - SocaUser: []
@@ -431,7 +432,7 @@ class ResetPasswordResource(ApiResource):
           200: {description: Password updated correctly., schema: {$ref: '#/definitions/Envelope'}}
           400: {description: Missing field or weak password, schema: {$ref: '#/definitions/Envelope'}}
           401: {description: Not authenticated, schema: {$ref: '#/definitions/Envelope'}}
-          403: {description: Another user's password, or wrong current password, schema: {$ref: '#/definitions/Envelope'}}
+          403: {description: 'Another user''s password, or wrong current password', schema: {$ref: '#/definitions/Envelope'}}
           404: {description: Unknown user, schema: {$ref: '#/definitions/Envelope'}}
           429: {description: Too many wrong current passwords, schema: {$ref: '#/definitions/Envelope'}}
         security:
@@ -537,7 +538,7 @@ class QueueResource(ApiResource):
           - RULES
         responses:
           200: {description: Queue created, schema: {$ref: '#/definitions/Envelope'}}
-          400: {description: Missing or invalid field (named), or no such Slurm partition, schema: {$ref: '#/definitions/Envelope'}}
+          400: {description: 'Missing or invalid field (named), or no such Slurm partition', schema: {$ref: '#/definitions/Envelope'}}
           401: {description: Not authenticated, schema: {$ref: '#/definitions/Envelope'}}
           403: {description: Not an admin, schema: {$ref: '#/definitions/Envelope'}}
           409: {description: The queue exists, schema: {$ref: '#/definitions/Envelope'}}
@@ -667,7 +668,7 @@ def _timestamp(resource: ApiResource, name: str) -> datetime | None:
     except ValueError:
         raise ApiError(400, f"{name} is invalid: use ISO 8601, e.g. 2026-11-28T13:00:00Z") from None
     if value.tzinfo is not None:
-        value = value.astimezone(timezone.utc).replace(tzinfo=None)  # stored as naive UTC
+        value = value.astimezone(UTC).replace(tzinfo=None)  # stored as naive UTC
     return value
 
 

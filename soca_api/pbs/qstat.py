@@ -1,7 +1,7 @@
 """Parsing what `qstat` prints, in both dialects, into plain dicts and `JobInfo`.
 
 Pure functions: no subprocess, no I/O. Written against the recorded OpenPBS 23.06.06
-outputs (`/work/shared/fixtures/openpbs/`), the Torque text format and the output of
+outputs (`../shared/fixtures/openpbs/`), the Torque text format and the output of
 Slurm's Torque wrapper (slurm-wlm-torque), as described in docs `pbs-facts.md`.
 
 - `parse_qstat_json`: OpenPBS / PBS Pro `qstat -f -F json` -> {full job id: attributes}

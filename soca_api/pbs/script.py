@@ -4,7 +4,7 @@ Pure functions: no Flask, no I/O. Every rejection is a `ScriptError` whose messa
 safe to show a client: it names the line and quotes at most that one directive line,
 never the rest of the script (SOCA echoed whole scripts and tracebacks).
 
-Rules follow /work/shared/docs/pbs-facts.md ("Directives") and the OpenPBS
+Rules follow ../shared/docs/pbs-facts.md ("Directives") and the OpenPBS
 pbs_resources(7B) conversion rules for `nodes=` and job-wide `ncpus`.
 """
 from __future__ import annotations

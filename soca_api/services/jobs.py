@@ -203,7 +203,12 @@ def job_info(user: User, job_id: str) -> JobInfo:
         _sync_record(record, info)
     if info is None and record is not None and adapter.name != "local":
         info = _finished_from_record(record)
-    if info is None or not _visible(user, info.owner):
+    if info is None:
+        raise ApiError(404, JOB_GONE)
+    if record is not None:
+        # The record says whose job it is, even when it ran under a fallback account.
+        info.owner = record.owner
+    elif not _visible(user, info.owner):
         raise ApiError(404, JOB_GONE)
     if info.is_finished and record is not None and _history_expired(record):
         raise ApiError(404, JOB_GONE)

@@ -113,7 +113,7 @@ class Rules:
     default_resources: dict[str, str] = field(default_factory=dict)
 
     @classmethod
-    def from_json(cls, data: Mapping[str, object] | None) -> "Rules":
+    def from_json(cls, data: Mapping[str, object] | None) -> Rules:
         """The rules stored on a queue; keys this version does not know are ignored."""
         rules = cls()
         for name, value in (data or {}).items():
@@ -256,9 +256,9 @@ def _check_consistency(rules: Rules) -> None:
         seconds = parse_walltime("default_resources", defaults["walltime"])
         if seconds > rules.max_walltime:
             raise ApiError(400, "default_resources is invalid: its walltime is longer than max_walltime")
-    if rules.max_cpus_per_job is not None and "ncpus" in defaults:
-        if int(defaults["ncpus"]) > rules.max_cpus_per_job:
-            raise ApiError(400, "default_resources is invalid: its ncpus is more than max_cpus_per_job")
+    if (rules.max_cpus_per_job is not None and "ncpus" in defaults
+            and int(defaults["ncpus"]) > rules.max_cpus_per_job):
+        raise ApiError(400, "default_resources is invalid: its ncpus is more than max_cpus_per_job")
     for instance_type in defaults.get("instance_type", "").split("+"):
         if not instance_type:
             continue
@@ -396,9 +396,9 @@ def _scheduler_create(name: str) -> None:
 
 
 def _scheduler_delete(name: str) -> None:
-    if get_adapter().name == "pbs" and current_app.config.get("SOCA_PBS_MANAGE_QUEUES"):
-        if name in _scheduler_queues():
-            qmgr(f"delete queue {name}")
+    managed = get_adapter().name == "pbs" and current_app.config.get("SOCA_PBS_MANAGE_QUEUES")
+    if managed and name in _scheduler_queues():  # a queue PBS no longer has is just forgotten
+        qmgr(f"delete queue {name}")
 
 
 def _pbs_command(name: str) -> str:

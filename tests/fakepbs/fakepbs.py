@@ -34,7 +34,9 @@ COMMANDS = ("qsub", "qstat", "qdel", "qhold", "qrls")
 SCENARIO_FILE = "scenario.json"
 LOG_FILE = "calls.log"
 UNMATCHED_EXIT = 99
-FIXTURES_DIR = os.environ.get("SOCA_PBS_FIXTURES", "/work/shared/fixtures/openpbs")
+# shared/ lies beside the project checkout, for developers and CI alike.
+FIXTURES_DIR = os.environ.get("SOCA_PBS_FIXTURES", os.path.normpath(os.path.join(
+    os.path.dirname(os.path.abspath(__file__)), "..", "..", "..", "shared", "fixtures", "openpbs")))
 
 
 # -- the program ------------------------------------------------------------------------
@@ -92,7 +94,7 @@ def _log(here: str, record: dict) -> None:
 
 @dataclass(frozen=True)
 class Recorded:
-    """One recorded command of `/work/shared/fixtures/openpbs/`."""
+    """One recorded command of `../shared/fixtures/openpbs/`."""
 
     name: str
     user: str

@@ -1,0 +1,204 @@
+"""The same API over the real Slurm, over Slurm's Torque wrappers (PBS text dialect),
+and over the replayed OpenPBS with injected faults."""
+from __future__ import annotations
+
+import os
+import pwd
+import subprocess
+import threading
+import time
+
+import pytest
+
+from soca_api.extensions import db
+from soca_api.models import Queue
+from tests.conftest import build_stack, make_data_dir
+from tests.fakepbs.fakepbs import FakePbs, load_fixture
+from tests.helpers import SEED_PAYLOAD, encode, job_attributes, submit, wait_for_state
+from tests.services import require_slurm
+
+POSIX_USER = "socatest"
+JOB_GONE = "Unable to retrieve Job ID (job may have terminated and is no longer in the queue)"
+
+
+def ensure_posix_user() -> str:
+    if os.geteuid() == 0 and subprocess.run(["id", POSIX_USER], capture_output=True).returncode != 0:
+        subprocess.run(["useradd", "-m", "-s", "/bin/sh", POSIX_USER], check=True)
+    return POSIX_USER if os.geteuid() == 0 else pwd.getpwuid(os.geteuid()).pw_name
+
+
+def api_user(app, name: str):
+    from soca_api.services import accounts
+    from tests.helpers import Account
+
+    with app.app_context():
+        _user, key = accounts.create_user(name)
+    return Account(name, key, None, False)
+
+
+@pytest.fixture(scope="module")
+def slurm_app(tmp_path_factory):
+    require_slurm()
+    data = tmp_path_factory.mktemp("slurmdb")
+    stack = build_stack("sqlite", f"sqlite:///{data}/soca.db", SOCA_SCHEDULER="slurm")
+    return stack.app
+
+
+@pytest.fixture(scope="module")
+def torque_app(tmp_path_factory):
+    require_slurm()
+    data = tmp_path_factory.mktemp("torquedb")
+    stack = build_stack("sqlite", f"sqlite:///{data}/soca.db", SOCA_SCHEDULER="pbs", SOCA_PBS_DIALECT="text")
+    return stack.app
+
+
+def squeue_user(job_id: str) -> str:
+    out = subprocess.run(["scontrol", "show", "job", job_id], capture_output=True, text=True, timeout=10).stdout
+    return out.split("UserId=", 1)[1].split("(", 1)[0]
+
+
+# -- Slurm ---------------------------------------------------------------------------------
+def test_seed_flow_on_slurm_runs_as_the_posix_user(slurm_app):
+    client = slurm_app.test_client()
+    account = api_user(slurm_app, ensure_posix_user())
+    job_id = client.post("/api/scheduler/job", headers=account.headers, data={"payload": SEED_PAYLOAD}).json["message"]
+    assert job_id.isdigit()
+    attributes = wait_for_state(client, account, job_id, "F", timeout=60)
+    assert attributes["Job_Name"] == "testjob" and attributes["queue"] == "normal"
+    assert attributes["Exit_status"] == 0
+    assert squeue_user(job_id) == account.name
+    output = attributes["Output_Path"].split(":", 1)[1]
+    assert output.endswith("/testjob_output.qlog")
+    deadline = time.time() + 10
+    while time.time() < deadline and not os.path.exists(output):
+        time.sleep(0.2)
+    with open(output) as handle:
+        assert "Hello World" in handle.read()
+    if os.geteuid() == 0:
+        assert os.stat(output).st_uid == pwd.getpwnam(account.name).pw_uid
+
+
+def test_seed_steps_submit_get_delete_get_on_slurm(slurm_app):
+    client = slurm_app.test_client()
+    account = api_user(slurm_app, "slurmuser2")
+    job_id = submit(client, account, "#!/bin/sh\n#PBS -N sleeper\n#PBS -q high\nsleep 60\n")
+    assert wait_for_state(client, account, job_id, "QR", timeout=30)["queue"] == "high"
+    deleted = client.delete(f"/api/scheduler/job?job_id={job_id}", headers=account.headers)
+    assert deleted.json == {"success": True, "message": "Job deleted"}
+    assert job_attributes(client, account, job_id).json == {"success": False, "message": JOB_GONE}
+    listing = client.get("/api/scheduler/jobs", headers=account.headers).json["message"]
+    assert job_id not in listing
+
+
+def test_slurm_refusals_carry_sbatch_words(slurm_app):
+    client = slurm_app.test_client()
+    account = api_user(slurm_app, "slurmuser3")
+    with slurm_app.app_context():
+        db.session.add(Queue(name="nopartition", enabled=True, rules={}))
+        db.session.commit()
+    refused = client.post("/api/scheduler/job", headers=account.headers,
+                          data={"payload": encode("#!/bin/sh\n#PBS -q nopartition\ntrue\n")})
+    assert refused.status_code == 400
+    assert refused.json["message"].startswith("Unable to submit the job.")
+    assert "partition" in refused.json["stderr"].lower()
+    wrong_type = client.post("/api/scheduler/job", headers=account.headers,
+                             data={"payload": encode("#!/bin/sh\n#PBS -l instance_type=m5.large\ntrue\n")})
+    assert wrong_type.status_code == 400 and wrong_type.json["stderr"]
+    unknown = job_attributes(client, account, "987654")
+    assert unknown.status_code == 404 and unknown.json["message"] == JOB_GONE
+
+
+def test_other_user_cannot_see_a_slurm_job(slurm_app):
+    client = slurm_app.test_client()
+    owner, stranger = api_user(slurm_app, "slurmowner"), api_user(slurm_app, "slurmstranger")
+    job_id = submit(client, owner, "#!/bin/sh\nsleep 20\n")
+    assert job_attributes(client, stranger, job_id).status_code == 404
+    assert client.delete(f"/api/scheduler/job?job_id={job_id}", headers=stranger.headers).status_code == 404
+    assert client.delete(f"/api/scheduler/job?job_id={job_id}", headers=owner.headers).status_code == 200
+
+
+# -- PBS text dialect over Slurm's Torque wrappers --------------------------------------------
+def test_pbs_adapter_over_torque_wrappers_runs_and_reads_back(torque_app):
+    client = torque_app.test_client()
+    account = api_user(torque_app, "torqueuser")
+    job_id = submit(client, account, "#!/bin/sh\n#PBS -N wrapped\necho from-torque\n")
+    attributes = wait_for_state(client, account, job_id, "F", timeout=60)
+    assert attributes["Job_Name"] == "wrapped"
+    assert attributes["Job_Owner"].startswith(f"{account.name}@") or attributes["Job_Owner"].startswith(
+        f"{ensure_posix_user()}@") or "@" in attributes["Job_Owner"]
+    running = submit(client, account, "#!/bin/sh\n#PBS -N longer\nsleep 60\n")
+    wait_for_state(client, account, running, "QR", timeout=30)
+    assert client.delete(f"/api/scheduler/job?job_id={running}", headers=account.headers).status_code == 200
+    assert job_attributes(client, account, running).status_code == 404
+
+
+# -- replayed OpenPBS faults through the API ------------------------------------------------
+def reachable_bin(name: str) -> str:
+    """As root, qsub runs as the job's account: the fake must be reachable for it."""
+    path = os.path.join(make_data_dir("fakepbs-"), name)
+    os.makedirs(path)
+    os.chmod(path, 0o1777)  # the fake appends its call log there, as whichever account runs it
+    return path
+
+
+@pytest.fixture
+def fake_pbs_app(tmp_path):
+    bin_dir = reachable_bin("bin")
+    fake = FakePbs(bin_dir)
+    stack = build_stack("sqlite", f"sqlite:///{tmp_path}/soca.db", SOCA_SCHEDULER="pbs", SOCA_PBS_DIALECT="json",
+                        SOCA_PBS_BIN=bin_dir, SOCA_SCHEDULER_TIMEOUT=1.0)
+    return stack.app, fake
+
+
+def test_openpbs_rejection_is_400_with_qsub_message(fake_pbs_app):
+    app, fake = fake_pbs_app
+    recorded = load_fixture("01_qsub_seed_asis_unknown_resource.txt")
+    fake.add(["qsub", "testjob.sh"], stdout=recorded.stdout, stderr=recorded.stderr,
+             exit_code=recorded.exit_code).write()
+    account = api_user(app, "pbsuser")
+    response = app.test_client().post("/api/scheduler/job", headers=account.headers, data={"payload": SEED_PAYLOAD})
+    assert response.status_code == 400
+    assert "Unknown resource" in response.json["stderr"]
+    assert "Hello" not in response.get_data(as_text=True)
+
+
+def test_hanging_qsub_is_504_within_timeout_and_others_are_served(fake_pbs_app):
+    app, fake = fake_pbs_app
+    fake.add(["qsub", "testjob.sh"], stdout="1.pbshost\n", sleep=30).write()
+    account = api_user(app, "pbshang")
+    results: dict[str, object] = {}
+
+    def slow_submit():
+        started = time.monotonic()
+        response = app.test_client().post("/api/scheduler/job", headers=account.headers,
+                                          data={"payload": SEED_PAYLOAD})
+        results["status"], results["seconds"] = response.status_code, time.monotonic() - started
+
+    worker = threading.Thread(target=slow_submit)
+    worker.start()
+    time.sleep(0.2)
+    quick = app.test_client().get("/api/scheduler/jobs", headers=account.headers)
+    assert quick.status_code == 200 and worker.is_alive()
+    worker.join(10)
+    assert results["status"] == 504 and results["seconds"] < 2.0
+
+
+def test_missing_qsub_is_503_and_garbage_is_502(tmp_path):
+    bin_dir = reachable_bin("bin")
+    FakePbs(bin_dir, commands=("qstat", "qdel")).write()
+    stack = build_stack("sqlite", f"sqlite:///{tmp_path}/soca.db", SOCA_SCHEDULER="pbs", SOCA_PBS_DIALECT="json",
+                        SOCA_PBS_BIN=bin_dir)
+    account = api_user(stack.app, "pbsmissing")
+    missing = stack.app.test_client().post("/api/scheduler/job", headers=account.headers,
+                                           data={"payload": SEED_PAYLOAD})
+    assert missing.status_code == 503 and missing.json["success"] is False
+
+    bin_dir2 = reachable_bin("bin2")
+    FakePbs(bin_dir2).add(["qsub", "testjob.sh"], stdout="<html>garbage</html>\n").write()
+    stack2 = build_stack("sqlite", f"sqlite:///{tmp_path}/soca2.db", SOCA_SCHEDULER="pbs", SOCA_PBS_DIALECT="json",
+                         SOCA_PBS_BIN=bin_dir2)
+    account2 = api_user(stack2.app, "pbsgarbage")
+    garbage = stack2.app.test_client().post("/api/scheduler/job", headers=account2.headers,
+                                            data={"payload": SEED_PAYLOAD})
+    assert garbage.status_code == 502
+    assert "garbage" not in garbage.get_data(as_text=True)
