@@ -13,7 +13,7 @@ bind = f"{os.environ.get('SOCA_HOST', '127.0.0.1')}:{os.environ.get('SOCA_PORT',
 workers = int(os.environ.get("SOCA_WORKERS", "2"))
 worker_class = "sync"
 timeout = int(os.environ.get("SOCA_WORKER_TIMEOUT", "60"))
-accesslog = os.environ.get("SOCA_ACCESS_LOG", "-")
+accesslog = os.environ.get("SOCA_ACCESS_LOG", "-") or None  # empty: no access log
 # HTTPS when both are set (the seed requires a valid certificate in production).
 certfile = os.environ.get("SOCA_TLS_CERT") or None
 keyfile = os.environ.get("SOCA_TLS_KEY") or None

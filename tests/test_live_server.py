@@ -1,0 +1,163 @@
+"""A live gunicorn (two workers, HTTPS, Redis-shared rate limit, its own runner), driven with
+the seed's curl commands verbatim."""
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+import requests
+
+from tests.conftest import PROJECT_DIR, make_data_dir, service_env
+from tests.helpers import SEED_PAYLOAD
+from tests.services import require
+
+REDIS_URL = os.environ.get("SOCA_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
+def redis_available() -> bool:
+    try:
+        import redis
+
+        return bool(redis.Redis.from_url(REDIS_URL, socket_timeout=2).ping())
+    except Exception:  # any failure to connect means "not available"
+        return False
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def self_signed_pair(folder: str) -> tuple[str, str]:
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+    import ipaddress
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost"),
+                                                        x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+                           critical=False)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(key, hashes.SHA256()))
+    cert_path, key_path = os.path.join(folder, "cert.pem"), os.path.join(folder, "key.pem")
+    with open(cert_path, "wb") as handle:
+        handle.write(cert.public_bytes(serialization.Encoding.PEM))
+    with open(key_path, "wb") as handle:
+        handle.write(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                       serialization.NoEncryption()))
+    return cert_path, key_path
+
+
+@pytest.fixture(scope="module")
+def live():
+    require(redis_available(), f"Redis at {REDIS_URL}")
+    data_dir = make_data_dir()
+    cert, key = self_signed_pair(data_dir)
+    port = free_port()
+    env = service_env(data_dir, f"sqlite:///{data_dir}/soca.db", SOCA_PORT=str(port), SOCA_HOST="127.0.0.1",
+                      SOCA_TLS_CERT=cert, SOCA_TLS_KEY=key, SOCA_REDIS_URL=REDIS_URL, SOCA_WORKERS="2",
+                      SOCA_AUTH_FAILURE_LIMIT="6 per minute", SOCA_ACCESS_LOG="")
+    flask = [sys.executable, "-m", "flask", "--app", "wsgi"]
+    subprocess.run(flask + ["db", "upgrade"], cwd=PROJECT_DIR, env=env, check=True, capture_output=True)
+    created = subprocess.run(flask + ["user", "create", "alice"], cwd=PROJECT_DIR, env=env, check=True,
+                             capture_output=True, text=True)
+    alice_key = created.stdout.strip().splitlines()[-1]
+    log = open(os.path.join(data_dir, "gunicorn.log"), "wb")
+    server = subprocess.Popen([os.path.join(os.path.dirname(sys.executable), "gunicorn"), "-c", "gunicorn.conf.py",
+                               "wsgi:app"], cwd=PROJECT_DIR, env=env, stdout=log, stderr=log)
+    base = f"https://127.0.0.1:{port}"
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        try:
+            if requests.get(f"{base}/api/health", verify=cert, timeout=2).status_code == 200:
+                break
+        except requests.RequestException:
+            pass
+        time.sleep(0.2)
+    else:
+        server.terminate()
+        pytest.fail("gunicorn did not become healthy: " + open(os.path.join(data_dir, "gunicorn.log")).read()[-2000:])
+    yield {"base": base, "cert": cert, "user": "alice", "key": alice_key, "data_dir": data_dir}
+    server.terminate()
+    server.wait(timeout=30)
+    log.close()
+    import redis
+
+    client = redis.Redis.from_url(REDIS_URL)
+    for name in client.scan_iter("LIMITS*"):
+        client.delete(name)
+
+
+def curl(live, *args: str) -> dict:
+    """The seed's curl commands, with the test's CA instead of a public one."""
+    done = subprocess.run(["curl", "-sS", "--cacert", live["cert"], *args], capture_output=True, text=True, timeout=30)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+def test_seed_curl_commands_verbatim_over_https(live):
+    url, user, token = live["base"], live["user"], live["key"]
+    submitted = curl(live, "-X", "POST", f"{url}/api/scheduler/job", "-H", f"X-SOCA-TOKEN: {token}",
+                     "-H", f"X-SOCA-USER: {user}", "-F", f"payload={SEED_PAYLOAD}")
+    assert submitted["success"] is True
+    job_id = submitted["message"]
+    got = curl(live, "-X", "GET", f"{url}/api/scheduler/job?job_id={job_id}", "-H", f"X-SOCA-TOKEN: {token}",
+               "-H", f"X-SOCA-USER: {user}")
+    assert got["success"] is True and got["message"]["Job_Name"] == "testjob"
+    deleted = curl(live, "-X", "DELETE", f"{url}/api/scheduler/job?job_id={job_id}", "-H", f"X-SOCA-TOKEN: {token}",
+                   "-H", f"X-SOCA-USER: {user}")
+    assert deleted == {"success": True, "message": "Job deleted"}
+    gone = curl(live, "-X", "GET", f"{url}/api/scheduler/job?job_id={job_id}", "-H", f"X-SOCA-TOKEN: {token}",
+                "-H", f"X-SOCA-USER: {user}")
+    assert gone == {"success": False,
+                    "message": "Unable to retrieve Job ID (job may have terminated and is no longer in the queue)"}
+
+
+def test_second_seed_job_runs_to_completion_under_gunicorn(live):
+    headers = {"X-SOCA-USER": live["user"], "X-SOCA-TOKEN": live["key"]}
+    job_id = requests.post(f"{live['base']}/api/scheduler/job", headers=headers, files={"payload": (None, SEED_PAYLOAD)},
+                           verify=live["cert"], timeout=10).json()["message"]
+    deadline = time.time() + 20
+    state = None
+    while time.time() < deadline:
+        attributes = requests.get(f"{live['base']}/api/scheduler/job", params={"job_id": job_id}, headers=headers,
+                                  verify=live["cert"], timeout=10).json()["message"]
+        state = attributes["job_state"]
+        if state == "F":
+            break
+        time.sleep(0.1)
+    assert state == "F" and attributes["Exit_status"] == 0
+    with open(attributes["Output_Path"].split(":", 1)[1]) as handle:
+        assert handle.read() == "Hello World\n"
+
+
+def test_plain_http_is_refused_when_tls_is_on(live):
+    with pytest.raises(requests.RequestException):
+        requests.get(live["base"].replace("https", "http") + "/api/health", timeout=5)
+
+
+def test_failures_are_counted_across_workers_through_redis(live):
+    bad = {"X-SOCA-USER": "mallory", "X-SOCA-TOKEN": "guess"}
+    statuses = []
+    for _ in range(10):
+        # A new connection each time, so the requests spread over both workers.
+        with requests.Session() as session:
+            statuses.append(session.get(f"{live['base']}/api/scheduler/jobs", headers=bad, verify=live["cert"],
+                                        timeout=10).status_code)
+    assert statuses[:6] == [401] * 6
+    assert set(statuses[6:]) == {429}
