@@ -46,6 +46,8 @@ def create_app(overrides: dict | None = None) -> Flask:
 
     csrf.exempt(api_blueprint)  # the API authenticates every call by header, not cookie
     app.register_blueprint(api_blueprint)
+    from soca_api.web import blueprint as web_blueprint
+    app.register_blueprint(web_blueprint)
     apidoc.init_app(app)
     cli.init_app(app)
 

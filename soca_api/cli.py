@@ -100,3 +100,6 @@ def init_app(app: Flask) -> None:
     app.cli.add_command(user_cli)
     app.cli.add_command(bootstrap)
     app.cli.add_command(scheduler_cli)
+    from soca_api import cli_admin  # imported here: it adds commands to user_cli above
+
+    cli_admin.init_app(app)

@@ -7,56 +7,13 @@ seed's own queue "normal") use `isolated_app`.
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from soca_api.models import Job
 from tests.conftest import build_stack, make_data_dir, unique_name
 from tests.helpers import Account
-
-ADMIN_ROUTES = (
-    ("QueuesResource", "/scheduler/queues"),
-    ("QueueResource", "/scheduler/queue"),
-    ("UserResource", "/ldap/user"),
-    ("UsersResource", "/ldap/users"),
-    ("GroupResource", "/ldap/group"),
-    ("GroupsResource", "/ldap/groups"),
-    ("SudoResource", "/ldap/sudo"),
-    ("ResetPasswordResource", "/user/reset_password"),
-    ("AuditResource", "/audit"),
-)
-
-
-def ensure_admin_routes(app) -> None:
-    """Serve the admin resources when soca_api/api/__init__.py does not list them yet.
-
-    A no-op once the blueprint registers them; until then they are added on the app
-    itself (errors still reach the envelope through the app's error handler).
-    """
-    from soca_api.api import admin
-    from soca_api.extensions import csrf
-
-    existing = {rule.rule for rule in app.url_map.iter_rules()}
-    missing = [(cls, "/api" + path) for cls, path in ADMIN_ROUTES if "/api" + path not in existing]
-    if not missing:
-        return
-    got_first = app._got_first_request
-    app._got_first_request = False  # the shared app has served requests already
-    try:
-        for cls, path in missing:
-            view = getattr(admin, cls).as_view(f"admin_test_{cls}")
-            csrf.exempt(view)  # as the blueprint is: the API authenticates by header
-            app.add_url_rule(path, view_func=view)
-    finally:
-        app._got_first_request = got_first
-
-
-def ensure_admin_cli(app) -> None:
-    from soca_api import cli_admin
-
-    if "queue" not in app.cli.commands:
-        cli_admin.init_app(app)
-
 
 def queue_name() -> str:
     name = unique_name("q")
@@ -161,12 +118,13 @@ def fresh_app() -> Iterator:
     Test modules wrap it in their own `isolated_app` fixture."""
     data_dir = make_data_dir("soca-admin-")
     built = build_stack("sqlite", f"sqlite:///{data_dir}/t.db")
-    ensure_admin_routes(built.app)
     yield built.app
     from soca_api.extensions import db
 
     with built.app.app_context():
         db.engine.dispose()
+    shutil.rmtree(built.data_dir, ignore_errors=True)
+    shutil.rmtree(data_dir, ignore_errors=True)
 
 
 def account(app, *, admin: bool = False, password: str | None = None) -> Account:

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 
@@ -13,14 +12,13 @@ from tests.admin_fixtures import account as new_account
 from tests.admin_fixtures import (
     add_job,
     audit_events,
-    ensure_admin_cli,
     fresh_app,
     group_name,
     make_queue,
     queue_name,
     user_row,
 )
-from tests.conftest import PROJECT_DIR, make_data_dir, service_env
+from tests.conftest import PROJECT_DIR, service_env
 
 PASSWORD = "Cli-Password-77"
 
@@ -32,7 +30,6 @@ def isolated_app():
 
 @pytest.fixture
 def cli(app):
-    ensure_admin_cli(app)
     runner = app.test_cli_runner()
 
     def invoke(*args: str, input: str | None = None, ok: bool = True):
@@ -155,10 +152,9 @@ def test_last_admin_stays(isolated_app):
     assert user_row(isolated_app, only.name).is_admin is True
 
 
-def test_commands_are_wired_in_the_real_cli():
+def test_commands_are_wired_in_the_real_cli(tmp_path):
     """`flask --app wsgi queue --help` in a subprocess, as an operator runs it."""
-    data_dir = make_data_dir("soca-cli-")
-    env = service_env(data_dir, f"sqlite:///{data_dir}/t.db")
+    env = service_env(str(tmp_path), f"sqlite:///{tmp_path}/t.db")
     result = subprocess.run([sys.executable, "-m", "flask", "--app", "wsgi", "--help"], cwd=PROJECT_DIR,
                             env=env, capture_output=True, text=True, timeout=60, check=False)
     assert result.returncode == 0, result.stderr
@@ -170,4 +166,3 @@ def test_commands_are_wired_in_the_real_cli():
         shown = subprocess.run([sys.executable, "-m", "flask", "--app", "wsgi", group, "--help"], cwd=PROJECT_DIR,
                                env=env, capture_output=True, text=True, timeout=60, check=False)
         assert commands <= set(shown.stdout.split()), shown.stdout
-    assert os.path.isdir(data_dir)

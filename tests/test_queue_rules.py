@@ -11,7 +11,6 @@ from tests.admin_fixtures import account as new_account
 from tests.admin_fixtures import (
     add_job,
     audit_events,
-    ensure_admin_routes,
     fresh_app,
     make_group,
     make_queue,
@@ -113,7 +112,6 @@ def test_exclusions_win_over_allowances(app, make_user):
 
 
 def test_membership_change_applies_to_the_next_submission(app, client, admin, make_user):
-    ensure_admin_routes(app)
     bob = make_user()
     group = make_group(app)
     queue = make_queue(app, allowed_groups=group)

@@ -18,6 +18,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from flask import g, request
+from sqlalchemy.exc import IntegrityError
 
 from soca_api import ratelimit, security
 from soca_api.api.base import ApiResource
@@ -811,7 +812,11 @@ def create_group(name: str, *, gid: int | None = None, members: list[str] | None
     users = [accounts.get_user_or_404(member) for member in members or []]
     group = Group(name=name, gid=gid, members=users)
     db.session.add(group)
-    db.session.commit()
+    try:
+        db.session.commit()
+    except IntegrityError:  # created meanwhile by a concurrent request
+        db.session.rollback()
+        raise ApiError(409, f"Group {name} already exists") from None
     return group
 
 

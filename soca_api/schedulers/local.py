@@ -184,6 +184,7 @@ class LocalAdapter(SchedulerAdapter):
             .values(deleted_at=now, delete_requested=True, modified_at=now)
         )
         db.session.commit()
+        self.wake_runner()
 
     def hold(self, job_id: str) -> None:
         self._set_hold(job_id, True)
@@ -203,10 +204,20 @@ class LocalAdapter(SchedulerAdapter):
             .values(state=to_state, substate=SUBSTATES[to_state], modified_at=now)
         )
         db.session.commit()
+        self.wake_runner()
 
     def queues(self) -> list[str]:
         names = list(db.session.execute(sa.select(Queue.name).order_by(Queue.name)).scalars())
         return names
+
+    def wake_runner(self) -> None:
+        """Tell the runner (same host) that the queue changed, so it need not poll the database."""
+        path = wake_path(self.data_dir)
+        try:
+            os.utime(path)
+        except FileNotFoundError:
+            with open(path, "a"):
+                pass
 
     def health(self) -> tuple[bool, str]:
         """Healthy while the runner has beaten within the last few seconds."""
@@ -221,3 +232,7 @@ class LocalAdapter(SchedulerAdapter):
 
 def heartbeat_path(data_dir: str) -> str:
     return os.path.join(data_dir, "runner.heartbeat")
+
+
+def wake_path(data_dir: str) -> str:
+    return os.path.join(data_dir, "runner.wake")

@@ -33,7 +33,7 @@ from soca_api.schedulers.base import (
     SUBSTATES,
 )
 from soca_api.schedulers.commands import RunAs, SAFE_PATH
-from soca_api.schedulers.local import BACKEND, heartbeat_path
+from soca_api.schedulers.local import BACKEND, heartbeat_path, wake_path
 from soca_api.services import identity
 
 log = logging.getLogger("soca_api.runner")
@@ -84,6 +84,11 @@ class Runner:
         self.stopping = False
         self._lock_fd: int | None = None
         self._last_beat = 0.0
+        self._last_full_pass = 0.0
+        self._last_wake: float | None = None
+        # Without a wake-up (API on another host, start times, dependencies) a full pass
+        # still runs this often.
+        self.full_pass_seconds = 1.0
 
     # -- life cycle -------------------------------------------------------------------
     def acquire_lock(self, wait: bool = True) -> bool:
@@ -154,13 +159,29 @@ class Runner:
 
     # -- one pass ---------------------------------------------------------------------
     def tick(self) -> None:
+        """Cheap when idle: the database is read only when woken, when a job ended, or
+        once every full_pass_seconds."""
         self.beat()
-        changed = self.reap()
-        self.enforce()
-        changed |= self.resolve_waiting()
+        finished = self.reap()
+        self.enforce_walltime()
+        now = time.monotonic()
+        if not (finished or self._woken() or now - self._last_full_pass >= self.full_pass_seconds):
+            return
+        self._last_full_pass = now
+        self.enforce_deletions()
+        changed = self.resolve_waiting() or finished
         if changed:
             self.update_array_parents()
         self.start_queued()
+
+    def _woken(self) -> bool:
+        try:
+            mtime = os.stat(wake_path(self.data_dir)).st_mtime
+        except FileNotFoundError:
+            return False
+        woken = mtime != self._last_wake
+        self._last_wake = mtime
+        return woken
 
     def beat(self) -> None:
         now = time.time()
@@ -197,30 +218,34 @@ class Runner:
             finished = True
         return finished
 
-    def enforce(self) -> None:
-        """Deletions and walltime: SIGTERM to the job's process group, SIGKILL after a delay."""
-        now = time.monotonic()
-        if self.running:
-            wanted = set(db.session.execute(
-                sa.select(Job.id).where(Job.id.in_(list(self.running)), Job.delete_requested.is_(True))
-            ).scalars())
-        else:
-            wanted = set()
+    def enforce_deletions(self) -> None:
+        """Jobs deleted through the API: SIGTERM their process group."""
+        if not self.running:
+            return
+        wanted = set(db.session.execute(
+            sa.select(Job.id).where(Job.id.in_(list(self.running)), Job.delete_requested.is_(True))
+        ).scalars())
         for job in self.running.values():
-            if job.kill_reason is None:
-                if job.job_id in wanted:
-                    job.kill_reason = "delete"
-                elif job.walltime is not None and now - job.started > job.walltime:
-                    job.kill_reason = "walltime"
-                if job.kill_reason:
-                    self._kill_group(job.process.pid, signal.SIGTERM)
-                    job.kill_deadline = now + self.kill_delay
-                    db.session.execute(sa.update(Job).where(Job.id == job.job_id).values(
-                        state="E", substate=SUBSTATES["E"], modified_at=utcnow()))
-                    db.session.commit()
+            if job.kill_reason is None and job.job_id in wanted:
+                self._terminate(job, "delete")
+
+    def enforce_walltime(self) -> None:
+        """Walltime over: SIGTERM; any kill: SIGKILL once the kill delay has passed."""
+        now = time.monotonic()
+        for job in self.running.values():
+            if job.kill_reason is None and job.walltime is not None and now - job.started > job.walltime:
+                self._terminate(job, "walltime")
             elif job.kill_deadline is not None and now >= job.kill_deadline:
                 self._kill_group(job.process.pid, signal.SIGKILL)
                 job.kill_deadline = None
+
+    def _terminate(self, job: RunningJob, reason: str) -> None:
+        job.kill_reason = reason
+        self._kill_group(job.process.pid, signal.SIGTERM)
+        job.kill_deadline = time.monotonic() + self.kill_delay
+        db.session.execute(sa.update(Job).where(Job.id == job.job_id).values(
+            state="E", substate=SUBSTATES["E"], modified_at=utcnow()))
+        db.session.commit()
 
     def resolve_waiting(self) -> bool:
         """H jobs whose dependencies are met become Q; W jobs whose start time came, too."""

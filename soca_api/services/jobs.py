@@ -14,7 +14,7 @@ from datetime import timedelta
 import sqlalchemy as sa
 from flask import current_app
 
-from soca_api.errors import JOB_GONE, SUBMIT_REFUSED, ApiError
+from soca_api.errors import JOB_GONE, ApiError
 from soca_api.extensions import db
 from soca_api.models import Job, User, utcnow
 from soca_api.pbs import script as pbs_script
@@ -141,6 +141,7 @@ def submit(user: User, payload: str | None) -> str:
         # One transaction: the row is the queue, so commit == acknowledged and durable.
         job_id = adapter.submit(request, context)
         db.session.commit()
+        adapter.wake_runner()
         return job_id
     # External scheduler: the pending record is durable before qsub runs, so a crash
     # between the two leaves a trace instead of an unknown job.
@@ -193,15 +194,21 @@ def job_info(user: User, job_id: str) -> JobInfo:
         raise ApiError(404, JOB_GONE)
     if record is None and (not user.is_admin or adapter.name == "local"):
         raise ApiError(404, JOB_GONE)
+    if adapter.name == "local":
+        # The record is the local queue itself: no second read of the same row.
+        info = adapter.record_info(record)
+        if info.is_finished and _history_expired(record):
+            raise ApiError(404, JOB_GONE)
+        return info
     try:
         info = adapter.info(job_id)
     except JobNotFound:
         info = None
     except SchedulerError as exc:
         raise ApiError(exc.status, exc.message) from None
-    if info is not None and record is not None and adapter.name != "local":
+    if info is not None and record is not None:
         _sync_record(record, info)
-    if info is None and record is not None and adapter.name != "local":
+    if info is None and record is not None:
         info = _finished_from_record(record)
     if info is None:
         raise ApiError(404, JOB_GONE)

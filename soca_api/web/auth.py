@@ -85,23 +85,22 @@ def _here() -> str:
     return request.full_path.rstrip("?") if request.query_string else request.path
 
 
-def login_required(view):
+def login_required(view=None, *, json: bool = False):
+    """Pages send a visitor without a session to the sign-in page; JSON views answer 401."""
+    if view is None:
+        return lambda inner: login_required(inner, json=json)
+
     @wraps(view)
     def wrapper(*args, **kwargs):
         if current_user() is None:
-            if getattr(view, "_json", False) or request.accept_mimetypes.best == "application/json":
-                return jsonify({"success": False, "message": "Sign in again"}), 401
+            if json:
+                return jsonify({"success": False, "message": "Your session ended: sign in again"}), 401
             if g.get("session_ended"):
                 flash("Your session ended. Please sign in again.", "info")
             return redirect(url_for("web.login", next=_here()))
         return view(*args, **kwargs)
 
     return wrapper
-
-
-def json_view(view):
-    view._json = True
-    return view
 
 
 def admin_required(view):

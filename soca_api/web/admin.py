@@ -1,0 +1,341 @@
+"""Administration pages: Users, Groups, Queues and the Audit log (admins only).
+
+The operations are those of the admin API and CLI: `soca_api.api.admin` (users, groups,
+admin rights, passwords, the audit log), `soca_api.services.queues` and
+`soca_api.services.accounts`. Every change is a POST with a CSRF token, and every change
+and failed change is audited with the API's action names and the detail "web".
+"""
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from datetime import datetime, timezone
+
+from flask import abort, flash, redirect, render_template, request, url_for
+
+from soca_api.api import admin as ops
+from soca_api.errors import ApiError
+from soca_api.extensions import db
+from soca_api.pbs import script as pbs_script
+from soca_api.services import accounts, audit, queues
+from soca_api.web import blueprint
+from soca_api.web.auth import admin_required, current_user
+from soca_api.web.forms import (
+    AdminRightsForm,
+    ConfirmForm,
+    GroupCreateForm,
+    MembershipForm,
+    PasswordForm,
+    QueueCreateForm,
+    QueueEditForm,
+    UserCreateForm,
+)
+
+AUDIT_PAGE = 50
+_ACTOR = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+_ACTION_FILTER = re.compile(r"^(?:[a-z0-9_.]{1,64}\*?|\*)$")
+
+
+def _act(action: str, target: str | None, change: Callable[[], object], success: str,
+         detail: Callable[[object], str | None] | None = None) -> bool:
+    """Run one change; audit and flash its outcome. Nothing half-done is committed."""
+    me = current_user()
+    try:
+        result = change()
+    except ApiError as exc:
+        db.session.rollback()
+        audit.record(action, actor=me.name, target=target, success=False, detail=f"web: {exc.message}")
+        flash(exc.message, "error")
+        return False
+    extra = detail(result) if detail else None
+    audit.record(action, actor=me.name, target=target, detail="web" + (f": {extra}" if extra else ""))
+    flash(success, "success")
+    return True
+
+
+def _form_problems(form) -> str:
+    return "; ".join(f"{form[name].label.text}: {', '.join(problems)}" for name, problems in form.errors.items()
+                     if name != "csrf_token") or "The form is incomplete."
+
+
+def _checked(form) -> bool:
+    """CSRF is checked for every POST by CSRFProtect; this checks the fields."""
+    if form.validate_on_submit():
+        return True
+    flash(_form_problems(form), "error")
+    return False
+
+
+# -- users ---------------------------------------------------------------------------------
+@blueprint.get("/admin/users")
+@admin_required
+def admin_users(create_form: UserCreateForm | None = None, status: int = 200):
+    return render_template("web/admin_users.html", users=ops.list_users(), form=create_form or UserCreateForm(),
+                           action_form=ConfirmForm(), me=current_user()), status
+
+
+@blueprint.post("/admin/users")
+@admin_required
+def admin_user_create():
+    form = UserCreateForm()
+    if not form.validate_on_submit():
+        flash(_form_problems(form), "error")
+        return admin_users(form, 400)
+    name = form.name.data.strip()
+    created = _act("user.create", name[:128],
+                   lambda: accounts.create_user(name, password=form.password.data, email=form.email.data.strip(),
+                                                is_admin=form.is_admin.data),
+                   f"User {name} created. They sign in with their password and find their API key on My API Key.",
+                   lambda _result: "admin" if form.is_admin.data else None)
+    if not created:
+        return admin_users(form, 400)
+    return redirect(url_for("web.admin_users"))
+
+
+def _target_user(name: str):
+    try:
+        return accounts.get_user_or_404(name)
+    except ApiError as exc:
+        abort(exc.status, exc.message)
+
+
+@blueprint.post("/admin/users/<name>/admin")
+@admin_required
+def admin_user_rights(name: str):
+    form = AdminRightsForm()
+    if _checked(form):
+        user = _target_user(name)
+        grant = form.change.data == "grant"
+        _act("user.grant_admin" if grant else "user.revoke_admin", user.name,
+             lambda: ops.set_admin(user, grant),
+             f"{user.name} {'is now an admin' if grant else 'is no longer an admin'}.",
+             lambda changed: None if changed else "no change")
+    return redirect(url_for("web.admin_users"))
+
+
+@blueprint.post("/admin/users/<name>/password")
+@admin_required
+def admin_user_password(name: str):
+    form = PasswordForm()
+    if _checked(form):
+        user = _target_user(name)
+        _act("user.password_reset", user.name, lambda: ops.set_password(user, form.password.data),
+             f"Password of {user.name} changed; their web sessions have ended.",
+             lambda _result: "by admin")
+    return redirect(url_for("web.admin_users"))
+
+
+@blueprint.post("/admin/users/<name>/key")
+@admin_required
+def admin_user_key(name: str):
+    if _checked(ConfirmForm()):
+        user = _target_user(name)
+        _act("api_key.reset", user.name, lambda: accounts.reset_key(user),
+             f"New API key issued for {user.name}; the old one no longer works. "
+             "They find the new one on My API Key.", lambda _key: "by admin")
+    return redirect(url_for("web.admin_users"))
+
+
+@blueprint.post("/admin/users/<name>/delete")
+@admin_required
+def admin_user_delete(name: str):
+    if _checked(ConfirmForm()):
+        user = _target_user(name)
+        if user.id == current_user().id:
+            audit.record("user.delete", actor=user.name, target=user.name, success=False,
+                         detail="web: You cannot delete your own user")
+            flash("You cannot delete your own user.", "error")
+        else:
+            _act("user.delete", user.name, lambda: ops.delete_user(user),
+                 f"User {user.name} deleted: keys revoked, sessions ended, job history kept.",
+                 lambda revoked: f"{revoked} key(s) revoked")
+    return redirect(url_for("web.admin_users"))
+
+
+# -- groups --------------------------------------------------------------------------------
+@blueprint.get("/admin/groups")
+@admin_required
+def admin_groups(create_form: GroupCreateForm | None = None, status: int = 200):
+    groups = [(group, ops.group_view(group)) for group in ops.list_groups()]
+    return render_template("web/admin_groups.html", groups=groups, form=create_form or GroupCreateForm(),
+                           action_form=ConfirmForm(), user_names=[u.name for u in ops.list_users()]), status
+
+
+@blueprint.post("/admin/groups")
+@admin_required
+def admin_group_create():
+    form = GroupCreateForm()
+    if not form.validate_on_submit():
+        flash(_form_problems(form), "error")
+        return admin_groups(form, 400)
+    name = form.name.data.strip()
+    gid_text = (form.gid.data or "").strip()
+    members_text = (form.members.data or "").strip()
+
+    def create():
+        if gid_text and not gid_text.isdigit():
+            raise ApiError(400, "gid is invalid: it must be a whole number")
+        members = ops.split_names("members", members_text) if members_text else []
+        return ops.create_group(name, gid=int(gid_text) if gid_text else None, members=members)
+
+    if not _act("group.create", name[:128], create, f"Group {name} created.",
+                lambda group: f"gid={group.gid} members={','.join(sorted(m.name for m in group.members))}"):
+        return admin_groups(form, 400)
+    return redirect(url_for("web.admin_groups"))
+
+
+@blueprint.post("/admin/groups/<name>/members")
+@admin_required
+def admin_group_members(name: str):
+    form = MembershipForm()
+    if _checked(form):
+        user_name = form.user.data.strip()
+        add = form.action.data == "add"
+
+        def change():
+            group = ops.get_group_or_404(name)
+            return ops.set_membership(group, accounts.get_user_or_404(user_name), add)
+
+        _act("group.update", name[:128], change,
+             f"{user_name} {'added to' if add else 'removed from'} group {name}.",
+             lambda changed: f"{'add' if add else 'remove'} {user_name}" + ("" if changed else " (no change)"))
+    return redirect(url_for("web.admin_groups"))
+
+
+@blueprint.post("/admin/groups/<name>/delete")
+@admin_required
+def admin_group_delete(name: str):
+    if _checked(ConfirmForm()):
+        _act("group.delete", name[:128], lambda: ops.delete_group(name), f"Group {name} deleted.")
+    return redirect(url_for("web.admin_groups"))
+
+
+# -- queues --------------------------------------------------------------------------------
+def rules_as_text(stored: dict | None) -> dict[str, str]:
+    """Each rule as an admin types it in the form ("" when unset)."""
+    rules = queues.Rules.from_json(stored)
+    text = {}
+    for name in queues.RULE_FIELDS:
+        value = getattr(rules, name)
+        if value in (None, [], {}):
+            text[name] = ""
+        elif name == "max_walltime":
+            text[name] = pbs_script.format_walltime(value)
+        elif isinstance(value, list):
+            text[name] = ", ".join(value)
+        elif isinstance(value, dict):
+            text[name] = ",".join(f"{key}={item}" for key, item in value.items())
+        else:
+            text[name] = str(value)
+    return text
+
+
+def _rule_changes(form, *, keep_empty: bool) -> dict[str, str]:
+    changes = {}
+    for name in queues.RULE_FIELDS:
+        value = (form[name].data or "").strip()
+        if value or keep_empty:
+            changes[name] = value  # an empty value clears the rule
+    return changes
+
+
+@blueprint.get("/admin/queues")
+@admin_required
+def admin_queues(create_form=None, status: int = 200):
+    _names, annotated = queues.queue_listing()
+    on_scheduler = {entry["name"]: entry["scheduler"] for entry in annotated}
+    rows = [(queue, rules_as_text(queue.rules), on_scheduler.get(queue.name)) for queue in queues.list_queues()]
+    return render_template("web/admin_queues.html", rows=rows, form=create_form or QueueCreateForm(),
+                           action_form=ConfirmForm(), rule_fields=queues.RULE_FIELDS,
+                           rule_help=queues.RULE_HELP), status
+
+
+@blueprint.post("/admin/queues")
+@admin_required
+def admin_queue_create():
+    form = QueueCreateForm()
+    if not form.validate_on_submit():
+        flash(_form_problems(form), "error")
+        return admin_queues(form, 400)
+    name = form.name.data.strip()
+    if not _act("queue.create", name[:128],
+                lambda: queues.create_queue(name, enabled=form.enabled.data,
+                                            changes=_rule_changes(form, keep_empty=False)),
+                f"Queue {name} created.", lambda queue: f"enabled={queue.enabled} rules={queue.rules}"):
+        return admin_queues(form, 400)
+    return redirect(url_for("web.admin_queues"))
+
+
+@blueprint.route("/admin/queues/<name>", methods=["GET", "POST"])
+@admin_required
+def admin_queue_edit(name: str):
+    try:
+        queue = queues.get_queue_or_404(name)
+    except ApiError as exc:
+        abort(exc.status, exc.message)
+    form = QueueEditForm()
+    status = 200
+    if request.method == "GET":
+        form.enabled.data = queue.enabled
+        for field_name, value in rules_as_text(queue.rules).items():
+            form[field_name].data = value
+    elif not form.validate_on_submit():
+        flash(_form_problems(form), "error")
+        status = 400
+    elif _act("queue.update", queue.name,
+              lambda: queues.update_queue(queue.name, enabled=form.enabled.data,
+                                          changes=_rule_changes(form, keep_empty=True)),
+              f"Queue {queue.name} updated.", lambda updated: f"enabled={updated.enabled} rules={updated.rules}"):
+        return redirect(url_for("web.admin_queues"))
+    else:
+        status = 400
+    return render_template("web/admin_queue_edit.html", queue=queue, form=form, rule_fields=queues.RULE_FIELDS,
+                           rule_help=queues.RULE_HELP), status
+
+
+@blueprint.post("/admin/queues/<name>/delete")
+@admin_required
+def admin_queue_delete(name: str):
+    if _checked(ConfirmForm()):
+        _act("queue.delete", name[:128], lambda: queues.delete_queue(name), f"Queue {name} deleted.")
+    return redirect(url_for("web.admin_queues"))
+
+
+# -- audit log -----------------------------------------------------------------------------
+def _moment(text: str) -> datetime | None:
+    """A `datetime-local` value or ISO 8601; without a zone it is UTC, as stored."""
+    value = datetime.fromisoformat(text)
+    if value.tzinfo is not None:
+        value = value.astimezone(timezone.utc).replace(tzinfo=None)
+    return value
+
+
+@blueprint.get("/admin/audit")
+@admin_required
+def admin_audit():
+    args = request.args
+    filters = {name: args.get(name, "").strip() for name in ("user", "action", "since", "until")}
+    problems = []
+    actor = filters["user"] or None
+    if actor and not _ACTOR.fullmatch(actor):
+        problems.append("User: letters, digits, _ . - only")
+        actor = None
+    action = filters["action"] or None
+    if action and not _ACTION_FILTER.fullmatch(action):
+        problems.append("Action: an action such as user.create, or a prefix ending in *")
+        action = None
+    moments = {}
+    for name in ("since", "until"):
+        moments[name] = None
+        if filters[name]:
+            try:
+                moments[name] = _moment(filters[name][:40])
+            except ValueError:
+                problems.append(f"{name.title()}: use a date and time such as 2026-11-28T13:00")
+    before_text = args.get("before", "")
+    before = int(before_text) if before_text.isdigit() and len(before_text) < 19 else None
+    events, next_before = ops.audit_page(actor=actor, action=action, since=moments["since"],
+                                         until=moments["until"], limit=AUDIT_PAGE, before=before)
+    query = {name: value for name, value in filters.items() if value}
+    return render_template("web/admin_audit.html", events=events, next_before=next_before, before=before,
+                           filters=filters, problems=problems, query=query), (400 if problems else 200)
