@@ -577,3 +577,15 @@ def test_unknown_command_line_fails_loudly(fake, adapter):
 def test_bad_dialect():
     with pytest.raises(ValueError):
         PbsAdapter(dialect="xml")
+
+
+def test_queue_and_defaults_the_script_does_not_set_go_on_the_command_line():
+    from soca_api.pbs.script import parse_script
+    from soca_api.schedulers.pbs import added_options
+
+    request = parse_script("#!/bin/sh\n#PBS -l ncpus=2\ntrue\n")
+    request.queue = "normal"
+    request.resources["walltime"] = "01:00:00"  # a queue default
+    assert added_options(request) == ["-q", "normal", "-l", "walltime=01:00:00"]
+    seed = parse_script("#!/bin/sh\n#PBS -q high\n#PBS -l nodes=1,instance_type=c5.large\ntrue\n")
+    assert added_options(seed) == []

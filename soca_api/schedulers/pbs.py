@@ -360,13 +360,34 @@ class PbsAdapter(SchedulerAdapter):
         script_name = script_file_name(request.name)
         _write_script(os.path.join(job_dir, script_name), request.script, context)
         # A relative script path: Slurm's qsub wrapper pastes it into a shell command line.
-        result = self._run("qsub", [script_name], cwd=job_dir, run_as=run_as)
+        options = added_options(request)
+        result = self._run("qsub", [*options, script_name], cwd=job_dir, run_as=run_as)
         if not result.ok:
             raise _qsub_error(result)
         return _parse_qsub_output(result.stdout)
 
 
 # -- helpers --------------------------------------------------------------------------------
+
+def added_options(request: JobRequest) -> list[str]:
+    """qsub options for what the service decided beyond the script's own directives.
+
+    The script goes to qsub as written; the queue the rules were checked against (when the
+    script names none) and the queue's default resources travel on the command line,
+    which PBS lets override directives.
+    """
+    options: list[str] = []
+    if request.queue and not any(d.option == "-q" for d in request.directives):
+        options += ["-q", request.queue]
+    written = set()
+    for directive in request.directives:
+        if directive.option == "-l" and directive.value:
+            written |= {part.split("=", 1)[0] for part in directive.value.split(",")}
+    for name, value in request.resources.items():
+        if name not in written:
+            options += ["-l", f"{name}={value}"]
+    return options
+
 
 def _short_id(job_id: str) -> str:
     """Validate an API job id ("123", "123.srv", "123[]", "123[4].srv") and drop the server."""

@@ -102,6 +102,7 @@ def submit(user: User, payload: str | None) -> str:
     request = parse_payload(payload)
     queue = request.queue or default_queue()
     request = queue_rules.check_submission(user, request, queue)
+    request.queue = queue  # the queue the rules were checked against is the one used
     adapter = get_adapter()
     ident = identity.resolve(user.name, current_app.config["SOCA_DATA_DIR"])
     for dependency in request.dependencies:
