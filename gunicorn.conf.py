@@ -11,7 +11,11 @@ import time
 
 bind = f"{os.environ.get('SOCA_HOST', '127.0.0.1')}:{os.environ.get('SOCA_PORT', '8080')}"
 workers = int(os.environ.get("SOCA_WORKERS", "2"))
-worker_class = "sync"
+# Threads keep HTTP connections alive between polls and overlap database waits; the
+# service keeps no per-thread state outside Flask's contexts.
+worker_class = os.environ.get("SOCA_WORKER_CLASS", "gthread")
+threads = int(os.environ.get("SOCA_THREADS", "4"))
+keepalive = 5
 timeout = int(os.environ.get("SOCA_WORKER_TIMEOUT", "60"))
 accesslog = os.environ.get("SOCA_ACCESS_LOG", "-") or None  # empty: no access log
 # HTTPS when both are set (the seed requires a valid certificate in production).

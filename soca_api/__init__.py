@@ -45,6 +45,9 @@ def create_app(overrides: dict | None = None) -> Flask:
     schedulers.init_app(app)
 
     csrf.exempt(api_blueprint)  # the API authenticates every call by header, not cookie
+    # The API has no per-route limits: it counts only failures, through limiter's storage
+    # (soca_api.ratelimit), so the per-request limit evaluation is skipped for it.
+    limiter.request_filter(lambda: request.path.startswith("/api/"))
     app.register_blueprint(api_blueprint)
     from soca_api.web import blueprint as web_blueprint
     app.register_blueprint(web_blueprint)

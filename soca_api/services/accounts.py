@@ -1,6 +1,7 @@
 """Users and their API keys."""
 from __future__ import annotations
 
+import sqlalchemy as sa
 from flask import current_app
 
 from soca_api import security
@@ -112,19 +113,22 @@ def reset_key(user: User) -> str:
     return key
 
 
+# Built once: the hot path of every API call should not rebuild its SQL.
+_KEYS_OF_USER = (
+    sa.select(User, ApiKey.digest)
+    .join(ApiKey, ApiKey.user_id == User.id)
+    .where(User.name == sa.bindparam("name"), User.is_active.is_(True), User.deleted_at.is_(None),
+           ApiKey.revoked_at.is_(None))
+)
+
+
 def authenticate_key(name: str, presented: str) -> User | None:
     """The active user owning `presented`, or None. One query, constant-time compare."""
     if not is_valid(USER_NAME, name) or not presented or len(presented) > 256:
         return None
     digest = security.key_digest(_secret(), presented)
-    rows = db.session.execute(
-        db.select(User, ApiKey.digest)
-        .join(ApiKey, ApiKey.user_id == User.id)
-        .where(User.name == name, User.is_active.is_(True), User.deleted_at.is_(None),
-               ApiKey.revoked_at.is_(None))
-    ).all()
     found = None
-    for user, stored in rows:
+    for user, stored in db.session.execute(_KEYS_OF_USER, {"name": name}).all():
         if security.digests_match(stored, digest):
             found = user
     return found

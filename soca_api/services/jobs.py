@@ -168,11 +168,13 @@ def _check_dependency(user: User, dep_id: str) -> None:
 
 
 # -- read ----------------------------------------------------------------------------------
+_RECORD = sa.select(Job).where(Job.backend == sa.bindparam("backend"), Job.scheduler_id == sa.bindparam("job_id"))
+_LIVE_RECORD = _RECORD.where(Job.deleted_at.is_(None))  # built once: GET is the hottest path
+
+
 def find_record(job_id: str, *, include_deleted: bool = False) -> Job | None:
-    query = sa.select(Job).where(Job.backend == get_adapter().name, Job.scheduler_id == job_id)
-    if not include_deleted:
-        query = query.where(Job.deleted_at.is_(None))
-    return db.session.execute(query).scalar_one_or_none()
+    query = _RECORD if include_deleted else _LIVE_RECORD
+    return db.session.execute(query, {"backend": get_adapter().name, "job_id": job_id}).scalar_one_or_none()
 
 
 def _visible(user: User, owner: str) -> bool:

@@ -208,7 +208,7 @@ def job_output(job_id: str):
     try:
         chunk = job_service.read_output(user, job_id, stream, offset=offset, length=OUTPUT_CHUNK, tail=None)
     except ApiError as exc:
-        if exc.status != 404 or "No " not in exc.message:
+        if exc.status != 404 or not exc.message.startswith("No "):
             return jsonify({"success": False, "message": exc.message}), exc.status
         # No output file yet: say whether to keep waiting.
         chunk = {"data": "", "offset": offset, "next_offset": offset, "eof": True,
