@@ -89,6 +89,12 @@ def server():
     log.close()
 
 
+def expect(locator):
+    from playwright.sync_api import expect as playwright_expect
+
+    return playwright_expect(locator)
+
+
 @pytest.fixture(scope="module")
 def browser(server):
     from playwright.sync_api import sync_playwright
@@ -213,8 +219,8 @@ def test_submit_the_seed_script_and_watch_it_finish(session_of, server):
     shot(page, "submit")
     shot(page, "submit", mobile=True)
     job_id = submit_from_form(page, base, SEED_SCRIPT)
-    page.wait_for_function("document.getElementById('job-state').dataset.state === 'F'", timeout=20000)
-    page.wait_for_function("document.getElementById('output').textContent.includes('Hello World')")
+    expect(page.locator("#job-state")).to_have_attribute("data-state", "F", timeout=20000)
+    expect(page.locator("#output")).to_contain_text("Hello World")
     assert page.locator("#job-stats").inner_text().count("normal") == 1
     assert "Exit_status" in page.locator("#job-attributes").inner_text()
     assert page.locator(".flashes").inner_text() == f"Job {job_id} submitted to queue normal."
@@ -228,8 +234,8 @@ def test_delete_a_running_job_from_its_page(session_of, server):
     script = "#!/bin/bash\n#PBS -N sleeper\n#PBS -l ncpus=1\necho started at $(date +%T)\nsleep 60\n"
     job_id = submit_from_form(page, base, script, queue="high")
     # the page refreshes itself and the viewer follows the output while the job runs
-    page.wait_for_function("document.getElementById('job-state').dataset.state === 'R'", timeout=20000)
-    page.wait_for_function("document.getElementById('output').textContent.includes('started at')", timeout=20000)
+    expect(page.locator("#job-state")).to_have_attribute("data-state", "R", timeout=20000)
+    expect(page.locator("#output")).to_contain_text("started at", timeout=20000)
     assert page.locator("#output").get_attribute("data-follow") == "1"
     page.locator("#output-status").wait_for()
     shot(page, "job-running")

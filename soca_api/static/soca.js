@@ -73,7 +73,10 @@
 
   // -- live refresh: same URL, swap the [data-live] elements ---------------------------------
   function busy(element) {
-    return element.querySelector("details[open]") || element.contains(document.activeElement) && document.activeElement !== document.body;
+    // Do not pull a panel away from under the user: an open confirmation, a focused field.
+    var active = document.activeElement;
+    return element.querySelector("details.confirm[open]") ||
+      (active && active !== document.body && element.contains(active) && /INPUT|SELECT|TEXTAREA/.test(active.tagName));
   }
 
   function setupRefresh() {
