@@ -102,6 +102,9 @@ class Job(db.Model):
         sa.UniqueConstraint("backend", "scheduler_id", name="uq_jobs_backend_scheduler_id"),
         sa.Index("ix_jobs_state_id", "state", "id"),
         sa.Index("ix_jobs_owner_id", "owner", "id"),
+        # Listings: a user's jobs in one state, newest first; a user's recent finished jobs.
+        sa.Index("ix_jobs_owner_state_id", "owner", "state", "id"),
+        sa.Index("ix_jobs_owner_finished_at", "owner", "finished_at"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

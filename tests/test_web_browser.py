@@ -162,6 +162,25 @@ def submit_from_form(page, base: str, script: str, queue: str = "normal") -> str
     return page.url.rsplit("/", 1)[1]
 
 
+def api_submit(base: str, headers: dict, script: str) -> str:
+    import base64
+
+    answer = requests.post(f"{base}/api/scheduler/job", headers=headers, timeout=10,
+                           data={"payload": base64.b64encode(script.encode()).decode()})
+    assert answer.status_code == 200, answer.text
+    return answer.json()["message"]
+
+
+def wait_api_state(base: str, headers: dict, job_id: str, state: str) -> None:
+    deadline = time.time() + 20
+    while time.time() < deadline:
+        answer = requests.get(f"{base}/api/scheduler/job", params={"job_id": job_id}, headers=headers, timeout=10)
+        if answer.status_code == 200 and answer.json()["message"]["job_state"] == state:
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"job {job_id} never reached {state}")
+
+
 # -- the tests -----------------------------------------------------------------------------
 def test_sign_in(session_of, server):
     page = session_of(None)
@@ -208,16 +227,19 @@ def test_submit_the_seed_script_and_watch_it_finish(session_of, server):
     page = session_of("alice")
     base = server["base"]
     page.goto(f"{base}/submit")
+    page.fill("#script", SEED_SCRIPT.replace("#PBS -q normal", "#PBS -q high"))
+    assert page.locator("#queue").input_value() == "high"  # the script's #PBS -q picks the queue
+    page.fill("#script", SEED_SCRIPT)
+    assert page.locator("#queue").input_value() == "normal"
+    shot(page, "submit")
+    shot(page, "submit", mobile=True)
     page.fill("#script", "#!/bin/bash\n#PBS -N broken\n#PBS -l walltime=soon\necho hi\n")
     page.click("button:has-text('Submit job')")
     error = page.locator("#script-error")
     assert "Line 3:" in error.inner_text() and "walltime" in error.inner_text()
     assert page.locator(".excerpt li.hit").inner_text().endswith("#PBS -l walltime=soon")
+    assert page.locator("#script").input_value().startswith("#!/bin/bash\n#PBS -N broken")  # kept
     shot(page, "submit-error")
-    page.fill("#script", SEED_SCRIPT)
-    assert page.locator("#queue").input_value() == "normal"  # picked from the script's #PBS -q
-    shot(page, "submit")
-    shot(page, "submit", mobile=True)
     job_id = submit_from_form(page, base, SEED_SCRIPT)
     expect(page.locator("#job-state")).to_have_attribute("data-state", "F", timeout=20000)
     expect(page.locator("#output")).to_contain_text("Hello World")
@@ -252,9 +274,21 @@ def test_delete_a_running_job_from_its_page(session_of, server):
     page.wait_for_url(re.compile(r".*/jobs\?state=F.*"))
     assert page.locator(f"a[href='/jobs/{job_id}']").count() == 0  # deleted jobs leave the list
     assert page.locator("#jobs-rows tr").count() >= 1  # the seed job
+    # a few more jobs in other states, so that the list shows what it is for
+    headers = {"X-SOCA-USER": "alice", "X-SOCA-TOKEN": key}
+    others = [api_submit(base, headers, script) for script in (
+        "#!/bin/bash\n#PBS -N simulation\n#PBS -q high\n#PBS -l ncpus=1\nsleep 45\n",
+        "#!/bin/bash\n#PBS -N post-process\n#PBS -h\necho later\n",
+        "#!/bin/bash\n#PBS -N failing-step\nexit 3\n",
+    )]
+    wait_api_state(base, headers, others[0], "R")
+    wait_api_state(base, headers, others[2], "F")
     page.goto(f"{base}/jobs")
+    expect(page.locator("#jobs-rows tr")).to_have_count(4)
     shot(page, "jobs")
     shot(page, "jobs", mobile=True)
+    for job in others[:2]:
+        requests.delete(f"{base}/api/scheduler/job", params={"job_id": job}, headers=headers, timeout=10)
 
 
 def test_admin_creates_a_user_who_then_signs_in(session_of, server):

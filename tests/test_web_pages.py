@@ -264,6 +264,8 @@ def test_pages_need_a_session(web):
     assert web.get("/").headers["Location"] == "/login"
     output = web.get("/jobs/1/output")
     assert output.status_code == 401 and output.json["success"] is False
+    api = web.get("/api/no-such-thing")  # the API keeps its JSON envelope
+    assert api.status_code == 404 and api.json["success"] is False
 
 
 # -- My API Key ----------------------------------------------------------------------------
@@ -415,6 +417,7 @@ def test_another_users_job_is_a_403_that_tells_nothing(app, web, make_user):
     assert refused.status_code == 403
     assert job_attributes(web, owner, job_id).status_code == 200  # still there
     assert web.get("/jobs/1;id").status_code == 404
+    assert web.get("/jobs/12%5B3%5D").status_code == 403  # an array subjob id is a valid id
     web.delete(f"/api/scheduler/job?job_id={job_id}", headers=owner.headers)
 
 

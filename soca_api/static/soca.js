@@ -168,8 +168,31 @@
     });
   }
 
+  // Confirmation panels close on Escape or a click elsewhere (they work without this too).
+  function setupConfirmPanels() {
+    function closeAll(except) {
+      document.querySelectorAll("details.confirm[open]").forEach(function (panel) {
+        if (panel !== except) panel.removeAttribute("open");
+      });
+    }
+    document.addEventListener("click", function (event) { closeAll(event.target.closest("details.confirm")); });
+    document.addEventListener("keydown", function (event) { if (event.key === "Escape") closeAll(null); });
+  }
+
+  // On a narrow screen the menu scrolls sideways: keep the current page's entry in view.
+  function showActiveNav() {
+    var active = document.querySelector(".nav .active");
+    var nav = active && active.parentElement;
+    if (nav && nav.scrollWidth > nav.clientWidth) {
+      nav.scrollLeft = active.offsetLeft - nav.offsetLeft - (nav.clientWidth - active.offsetWidth) / 2;
+    }
+  }
+
   ready(function () {
+    showActiveNav();
+    window.addEventListener("resize", showActiveNav);
     setupReveal();
+    setupConfirmPanels();
     setupAutosubmit();
     setupRefresh();
     setupOutput();

@@ -110,6 +110,8 @@ def admin_user_rights(name: str):
              lambda: ops.set_admin(user, grant),
              f"{user.name} {'is now an admin' if grant else 'is no longer an admin'}.",
              lambda changed: None if changed else "no change")
+        if not current_user().is_admin:  # an admin who gave up their own rights
+            return redirect(url_for("web.my_jobs"))
     return redirect(url_for("web.admin_users"))
 
 

@@ -265,6 +265,8 @@ def _excerpt(script: str, line: int | None) -> list[tuple[int, str]]:
     if line is None:
         return []
     lines = script.split("\n")
+    if len(lines) > 1 and lines[-1] == "":
+        lines.pop()  # the final newline ends the last line; it starts no new one
     start, end = max(1, line - 2), min(len(lines), line + 2)
     return [(number, lines[number - 1]) for number in range(start, end + 1)]
 
