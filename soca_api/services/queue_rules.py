@@ -75,7 +75,10 @@ def requested_resources(request: JobRequest) -> dict[str, list[str]]:
 def _check_user(user: User, rules: Rules, queue_name: str) -> None:
     if EVERYONE in rules.excluded_users or user.name in rules.excluded_users:
         raise ApiError(403, f"User {user.name} is not allowed on queue {queue_name} (excluded_users)")
-    groups = {group.name for group in user.groups}
+    # Group membership costs a query: read it only when a rule names groups.
+    needs_groups = bool(rules.excluded_groups) or (
+        bool(rules.allowed_groups) and EVERYONE not in rules.allowed_users and user.name not in rules.allowed_users)
+    groups = {group.name for group in user.groups} if needs_groups else set()
     excluded = sorted(groups.intersection(rules.excluded_groups))
     if EVERYONE in rules.excluded_groups or excluded:
         shown = ", ".join(excluded) or EVERYONE

@@ -279,10 +279,13 @@ def type_matches(instance_type: str, entries: Iterable[str]) -> bool:
 
 
 # -- queues --------------------------------------------------------------------------------
+_QUEUE_BY_NAME = sa.select(Queue).where(Queue.name == sa.bindparam("name"))  # built once: every submit
+
+
 def find_queue(name: str) -> Queue | None:
     if not isinstance(name, str) or not QUEUE_NAME.fullmatch(name):
         return None
-    return db.session.execute(sa.select(Queue).where(Queue.name == name)).scalar_one_or_none()
+    return db.session.execute(_QUEUE_BY_NAME, {"name": name}).scalar_one_or_none()
 
 
 def check_queue_name(name: str) -> str:
