@@ -156,16 +156,30 @@ def test_exit_codes_and_signals_are_reported_as_pbs_does(client, user):
     assert wait_for_state(client, user, killed, "F")["Exit_status"] == 256 + 9
 
 
-def test_held_job_waits_in_h(client, user, app):
+def test_held_job_waits_in_h_until_released(client, user, make_user):
     job_id = submit(client, user, "#!/bin/sh\n#PBS -h\necho held\n")
     time.sleep(0.5)
     attributes = job_attributes(client, user, job_id).json["message"]
     assert attributes["job_state"] == "H" and attributes["Hold_Types"] == "u"
-    from soca_api.schedulers import get_adapter
-
-    with app.app_context():
-        get_adapter().release(job_id)
+    stranger = make_user()
+    assert client.put("/api/scheduler/job", headers=stranger.headers,
+                      data={"job_id": job_id, "action": "release"}).status_code == 404
+    released = client.put("/api/scheduler/job", headers=user.headers, data={"job_id": job_id, "action": "release"})
+    assert released.json == {"success": True, "message": "Job released"}
     assert wait_for_state(client, user, job_id, "F")["Exit_status"] == 0
+    again = client.put("/api/scheduler/job", headers=user.headers, data={"job_id": job_id, "action": "hold"})
+    assert again.status_code == 409
+
+
+def test_queued_job_can_be_held(client, user):
+    blocker = submit(client, user, "#!/bin/sh\n#PBS -l ncpus=2\nsleep 3\n")
+    wait_for_state(client, user, blocker, "R")
+    waiting = submit(client, user, "#!/bin/sh\ntrue\n")
+    held = client.put("/api/scheduler/job", headers=user.headers, data={"job_id": waiting, "action": "hold"})
+    assert held.json["message"] == "Job held"
+    assert job_attributes(client, user, waiting).json["message"]["job_state"] == "H"
+    client.delete(f"/api/scheduler/job?job_id={blocker}", headers=user.headers)
+    client.delete(f"/api/scheduler/job?job_id={waiting}", headers=user.headers)
 
 
 def test_start_time_in_the_future_waits_in_w(client, user):

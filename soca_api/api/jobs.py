@@ -56,6 +56,30 @@ class JobResource(ApiResource):
         job_id = jobs.clean_job_id(self.param("job_id", required=False))
         return self.ok(jobs.get_attributes(self.user, job_id))
 
+    def put(self):
+        """Hold or release a waiting job (qhold / qrls).
+        ---
+        tags: [Jobs]
+        summary: Hold or release a job (owner or admin)
+        consumes: [multipart/form-data, application/x-www-form-urlencoded]
+        parameters:
+          - {name: job_id, in: formData, type: string, required: true}
+          - {name: action, in: formData, type: string, enum: [hold, release], required: true}
+        responses:
+          200: {description: Job held / Job released, schema: {$ref: '#/definitions/Envelope'}}
+          400: {description: Missing or invalid parameter, schema: {$ref: '#/definitions/Envelope'}}
+          401: {description: Not authenticated, schema: {$ref: '#/definitions/Envelope'}}
+          404: {description: Unable to retrieve Job ID, schema: {$ref: '#/definitions/Envelope'}}
+          409: {description: 'The job runs or has finished', schema: {$ref: '#/definitions/Envelope'}}
+        """
+        job_id = jobs.clean_job_id(self.param("job_id", required=False))
+        action = self.param("action")
+        if action not in ("hold", "release"):
+            raise ApiError(400, "action is invalid: hold or release")
+        message = jobs.hold_or_release(self.user, job_id, action)
+        self.audit(f"job.{action}", job_id)
+        return self.ok(message)
+
     def delete(self):
         """Delete a job: a queued job leaves the queue, a running one is killed.
         ---

@@ -278,6 +278,30 @@ def delete(user: User, job_id: str) -> None:
         db.session.commit()
 
 
+def hold_or_release(user: User, job_id: str, action: str) -> str:
+    """qhold / qrls for the job's owner or an admin; answers the new state."""
+    info = job_info(user, job_id)
+    if info.is_finished:
+        raise ApiError(409, f"Job {job_id} has finished")
+    if action == "hold" and info.state not in ("Q", "H", "W"):
+        raise ApiError(409, f"Job {job_id} cannot be held in state {info.state}: only waiting jobs can")
+    adapter = get_adapter()
+    try:
+        if action == "hold":
+            adapter.hold(job_id)
+        else:
+            adapter.release(job_id)
+    except JobNotFound:
+        raise ApiError(404, JOB_GONE) from None
+    except SchedulerError as exc:
+        raise ApiError(exc.status, exc.message) from None
+    record = find_record(job_id)
+    if record is not None and adapter.name != "local":
+        record.hold = action == "hold"
+        db.session.commit()
+    return "Job held" if action == "hold" else "Job released"
+
+
 # -- final record and output ---------------------------------------------------------------
 def final_attributes(user: User, job_id: str) -> dict[str, object]:
     record = find_record(job_id, include_deleted=True)
