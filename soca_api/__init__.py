@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import os
 
 from flask import Flask, request
 from sqlalchemy import event
@@ -26,12 +27,26 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
 event.listen(Engine, "connect", _sqlite_pragmas)
 
 
+def _private_sqlite_file(uri: str) -> None:
+    """The SQLite file (and so its -wal/-shm, which SQLite creates with the same mode) is
+    for the service's account only: jobs may run as other accounts on this host."""
+    if not uri.startswith("sqlite:///") or uri == "sqlite:///:memory:":
+        return
+    path = uri.removeprefix("sqlite:///").split("?", 1)[0]
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
+    for suffix in ("", "-wal", "-shm"):
+        if os.path.exists(path + suffix) and os.stat(path + suffix).st_mode & 0o077:
+            os.chmod(path + suffix, 0o600)
+
+
 def create_app(overrides: dict | None = None) -> Flask:
     app = Flask(__name__)
     app.config.update(settings.from_env())
     if overrides:
         app.config.update(overrides)
     app.logger.setLevel(logging.INFO)
+    _private_sqlite_file(app.config["SQLALCHEMY_DATABASE_URI"])
 
     from soca_api import apidoc, cli, models, schedulers  # noqa: F401 - models registers the tables
     from soca_api.api import blueprint as api_blueprint

@@ -226,3 +226,12 @@ def test_cli_creates_user_and_resets_key():
     assert duplicate.returncode != 0 and "already exists" in duplicate.stderr
     bad = _flask(env, "user", "create", "Bad Name")
     assert bad.returncode != 0
+
+
+def test_sqlite_database_is_private_to_the_service(stack):
+    if stack.kind != "sqlite":
+        return
+    path = stack.app.config["SQLALCHEMY_DATABASE_URI"].removeprefix("sqlite:///")
+    for suffix in ("", "-wal", "-shm"):
+        if os.path.exists(path + suffix):
+            assert os.stat(path + suffix).st_mode & 0o077 == 0, suffix
