@@ -16,6 +16,8 @@ workers = int(os.environ.get("SOCA_WORKERS", "2"))
 worker_class = os.environ.get("SOCA_WORKER_CLASS", "gthread")
 threads = int(os.environ.get("SOCA_THREADS", "4"))
 keepalive = 5
+# No shared control socket in ~/.gunicorn: several services (and test servers) may run at once.
+control_socket_disable = True
 timeout = int(os.environ.get("SOCA_WORKER_TIMEOUT", "60"))
 accesslog = os.environ.get("SOCA_ACCESS_LOG", "-") or None  # empty: no access log
 # HTTPS when both are set (the seed requires a valid certificate in production).

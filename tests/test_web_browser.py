@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import pytest
 import requests
@@ -64,9 +66,9 @@ def server():
     subprocess.run(flask + ["db", "upgrade"], cwd=PROJECT_DIR, env=env, check=True, capture_output=True)
     users = "\n".join(f"{name} {password} {int(name == 'boss')}" for name, password in PASSWORDS.items())
     made = subprocess.run([sys.executable, "-c", CREATE_USERS], cwd=PROJECT_DIR, env=env, input=users, text=True,
-                          capture_output=True)
+                          capture_output=True, check=False)
     assert made.returncode == 0, made.stderr[-2000:]
-    log = open(os.path.join(data_dir, "gunicorn.log"), "wb")
+    log = open(os.path.join(data_dir, "gunicorn.log"), "wb")  # noqa: SIM115 - open while the server runs
     process = subprocess.Popen(
         [os.path.join(os.path.dirname(sys.executable), "gunicorn"), "-c", "gunicorn.conf.py", "--no-control-socket",
          "wsgi:app"], cwd=PROJECT_DIR, env=env, stdout=log, stderr=log)
@@ -82,11 +84,13 @@ def server():
         time.sleep(0.1)
     else:
         process.terminate()
-        pytest.fail("gunicorn did not start: " + open(os.path.join(data_dir, "gunicorn.log")).read()[-2000:])
+        log.close()
+        pytest.fail("gunicorn did not start: " + Path(data_dir, "gunicorn.log").read_text()[-2000:])
     yield {"base": base, "data_dir": data_dir}
     process.terminate()
     process.wait(timeout=30)
     log.close()
+    shutil.rmtree(data_dir, ignore_errors=True)
 
 
 def expect(locator):
@@ -351,7 +355,7 @@ class _AttackPage(BaseHTTPRequestHandler):
 
     target = ""
 
-    def do_GET(self):  # noqa: N802 - http.server's name
+    def do_GET(self):
         body = (f'<form id="f" method="post" action="{self.target}"><input name="user" value="bob"></form>'
                 '<script>document.getElementById("f").submit()</script>').encode()
         self.send_response(200)

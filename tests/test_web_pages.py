@@ -131,7 +131,7 @@ def test_login_page_has_csrf_token_security_headers_and_only_local_assets(web):
     assert csrf(response)
     page = text(response)
     for url in re.findall(r'(?:src|href)="([^"]*)"', page):
-        assert url.startswith("/") or url.startswith("data:") or url.startswith("#"), url
+        assert url.startswith(("/", "data:", "#")), url
     assert "script-src 'self'" in response.headers["Content-Security-Policy"]
     assert response.headers["X-Frame-Options"] == "DENY"
     assert response.headers["Cache-Control"] == "no-store"

@@ -17,4 +17,4 @@ from flask import Blueprint
 blueprint = Blueprint("web", __name__)
 
 # The views register their routes on `blueprint` when imported.
-from soca_api.web import admin, auth, errors, jobs, keys  # noqa: E402,F401
+from soca_api.web import admin, auth, errors, jobs, keys  # noqa: F401

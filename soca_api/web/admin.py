@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from flask import abort, flash, redirect, render_template, request, url_for
 
@@ -308,7 +308,7 @@ def _moment(text: str) -> datetime | None:
     """A `datetime-local` value or ISO 8601; without a zone it is UTC, as stored."""
     value = datetime.fromisoformat(text)
     if value.tzinfo is not None:
-        value = value.astimezone(timezone.utc).replace(tzinfo=None)
+        value = value.astimezone(UTC).replace(tzinfo=None)
     return value
 
 

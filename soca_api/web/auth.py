@@ -17,7 +17,17 @@ import time
 from functools import wraps
 from urllib.parse import urlsplit
 
-from flask import abort, flash, g, jsonify, redirect, render_template, request, session, url_for
+from flask import (
+    abort,
+    flash,
+    g,
+    jsonify,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
 
 from soca_api import ratelimit
 from soca_api.extensions import db
@@ -71,7 +81,7 @@ def safe_next(target: str | None) -> str | None:
     """
     if not target or len(target) > 2000 or not target.startswith("/"):
         return None
-    if target.startswith("//") or target.startswith("/\\") or "\\" in target:
+    if target.startswith(("//", "/\\")) or "\\" in target:
         return None
     if any(ord(char) < 0x20 or ord(char) == 0x7F for char in target):
         return None
