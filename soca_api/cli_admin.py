@@ -19,11 +19,10 @@ import click
 from flask import Flask
 from flask.cli import AppGroup
 
-from soca_api.api import admin as ops
 from soca_api.cli import _read_password, user_cli
 from soca_api.errors import ApiError
 from soca_api.extensions import db
-from soca_api.services import accounts, audit, queues
+from soca_api.services import accounts, audit, groups, queues
 
 ACTOR = "cli"
 
@@ -66,7 +65,7 @@ def _changes(options: dict[str, str | None]) -> dict[str, str]:
 def group_create(name: str, gid: int | None, members: str | None) -> None:
     """Create a group."""
     with _action("group.create", name):
-        group = ops.create_group(name, gid=gid, members=ops.split_names("members", members) if members else [])
+        group = groups.create_group(name, gid=gid, members=accounts.split_names("members", members) if members else [])
     _done("group.create", name, f"gid={group.gid} members={','.join(sorted(m.name for m in group.members))}")
     click.echo(f"Created group {name}.")
 
@@ -76,7 +75,7 @@ def group_create(name: str, gid: int | None, members: str | None) -> None:
 def group_delete(name: str) -> None:
     """Delete a group (refused while a queue rule names it)."""
     with _action("group.delete", name):
-        ops.delete_group(name)
+        groups.delete_group(name)
     _done("group.delete", name)
     click.echo(f"Deleted group {name}.")
 
@@ -84,8 +83,8 @@ def group_delete(name: str) -> None:
 def _membership(group_name: str, user_name: str, member: bool) -> None:
     verb = "add" if member else "remove"
     with _action("group.update", group_name):
-        group = ops.get_group_or_404(group_name)
-        changed = ops.set_membership(group, accounts.get_user_or_404(user_name), member)
+        group = groups.get_group_or_404(group_name)
+        changed = groups.set_membership(group, accounts.get_user_or_404(user_name), member)
     _done("group.update", group_name, f"{verb} {user_name}" + ("" if changed else " (no change)"))
     if member:
         click.echo(f"Added {user_name} to group {group_name}." if changed
@@ -114,8 +113,8 @@ def group_remove(group: str, user: str) -> None:
 @group_cli.command("list")
 def group_list() -> None:
     """Every group: name, gid, members."""
-    for group in ops.list_groups():
-        view = ops.group_view(group)
+    for group in groups.list_groups():
+        view = groups.group_view(group)
         gid = "-" if view["gid"] is None else view["gid"]
         click.echo(f"{group.name}\tgid={gid}\t{','.join(view['members'])}")  # type: ignore[arg-type]
 
@@ -180,7 +179,7 @@ def queue_show(name: str) -> None:
 def user_delete(name: str) -> None:
     """Delete a user: keys revoked, sessions ended, job history kept."""
     with _action("user.delete", name):
-        revoked = ops.delete_user(accounts.get_user_or_404(name))
+        revoked = accounts.delete_user(accounts.get_user_or_404(name))
     _done("user.delete", name, f"{revoked} key(s) revoked")
     click.echo(f"Deleted user {name}.")
 
@@ -190,7 +189,7 @@ def user_delete(name: str) -> None:
 def user_grant_admin(name: str) -> None:
     """Give a user admin rights (effective on their next request)."""
     with _action("user.grant_admin", name):
-        changed = ops.set_admin(accounts.get_user_or_404(name), True)
+        changed = accounts.set_admin(accounts.get_user_or_404(name), True)
     _done("user.grant_admin", name, None if changed else "no change")
     click.echo(f"{name} is now an admin." if changed else f"{name} is already an admin.")
 
@@ -200,7 +199,7 @@ def user_grant_admin(name: str) -> None:
 def user_revoke_admin(name: str) -> None:
     """Take a user's admin rights away (never the last admin's)."""
     with _action("user.revoke_admin", name):
-        changed = ops.set_admin(accounts.get_user_or_404(name), False)
+        changed = accounts.set_admin(accounts.get_user_or_404(name), False)
     _done("user.revoke_admin", name, None if changed else "no change")
     click.echo(f"{name} is no longer an admin." if changed else f"{name} is not an admin.")
 
@@ -215,7 +214,7 @@ def user_set_password(name: str, password_stdin: bool) -> None:
     if password is None:  # the flag is required: the password never goes on argv
         raise click.ClickException("Use --password-stdin")
     with _action("user.password_reset", name):
-        ops.set_password(accounts.get_user_or_404(name), password)
+        accounts.set_password(accounts.get_user_or_404(name), password)
     _done("user.password_reset", name, "cli")
     click.echo(f"Password of {name} updated; their web sessions are ended.")
 
@@ -223,8 +222,8 @@ def user_set_password(name: str, password_stdin: bool) -> None:
 @user_cli.command("list")
 def user_list() -> None:
     """Every user: name, admin, active, e-mail, groups."""
-    for user in ops.list_users():
-        view = ops.user_view(user)
+    for user in accounts.list_users():
+        view = accounts.user_view(user)
         click.echo("\t".join([
             user.name, "admin" if user.is_admin else "user", "active" if user.is_active else "inactive",
             user.email or "-", ",".join(view["groups"]) or "-",  # type: ignore[arg-type]

@@ -13,6 +13,11 @@ def utcnow() -> datetime:
     return datetime.now(timezone.utc).replace(tzinfo=None)
 
 
+def iso_utc(value: datetime | None) -> str | None:
+    """A stored (naive UTC) time as ISO 8601 with its zone."""
+    return value.isoformat(timespec="seconds") + "Z" if value else None
+
+
 group_members = sa.Table(
     "group_members",
     db.metadata,

@@ -35,11 +35,11 @@ def make_queue(app, name: str | None = None, *, enabled: bool = True, **rules: s
 
 
 def make_group(app, *members: str, name: str | None = None) -> str:
-    from soca_api.api import admin
+    from soca_api.services import groups
 
     name = name or group_name()
     with app.app_context():
-        admin.create_group(name, members=list(members))
+        groups.create_group(name, members=list(members))
     return name
 
 

@@ -5,8 +5,8 @@ Admins only, except `GET /api/scheduler/queues` (every user) and
 form fields or the query string, as in SOCA. Every change is audited, and so is every
 refusal: a caller without admin rights, and any failed change (bad field, conflict).
 
-The account and group operations below the resources are used by the CLI too
-(`soca_api.cli_admin`).
+The operations themselves live in soca_api.services (accounts, groups, queues, audit),
+shared with the CLI and the web pages.
 """
 from __future__ import annotations
 
@@ -16,17 +16,15 @@ from datetime import UTC, datetime
 from functools import wraps
 from typing import Any
 
-import sqlalchemy as sa
 from flask import g, request
-from sqlalchemy.exc import IntegrityError
 
 from soca_api import ratelimit, security
 from soca_api.api.base import ApiResource
 from soca_api.errors import ApiError
 from soca_api.extensions import db
-from soca_api.models import AuditEvent, Group, User, utcnow
-from soca_api.services import accounts, audit, queues
-from soca_api.validation import EMAIL, GROUP_NAME, QUEUE_NAME, USER_NAME, is_valid
+from soca_api.models import User
+from soca_api.services import accounts, audit, groups, queues
+from soca_api.validation import EMAIL, GROUP_NAME, QUEUE_NAME, USER_NAME
 
 ADMIN_ONLY = "This action requires admin rights"
 _NAME_RULE = "^[a-z_][a-z0-9_.-]{0,31}$"
@@ -35,7 +33,7 @@ _MAX_GID = 2**31 - 1
 _ACTOR = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 _ACTION_FILTER = re.compile(r"^(?:[a-z0-9_.]{1,64}\*?|\*)$")
 _INT = re.compile(r"^[0-9]{1,12}$")
-AUDIT_PAGE, AUDIT_MAX_PAGE = 100, 1000
+AUDIT_MAX_PAGE = 1000
 QUEUE_SETTINGS = ("name", "type", "enabled", *queues.RULE_FIELDS)
 
 
@@ -77,10 +75,6 @@ def _target(name: str | None) -> str | None:
 
 def _done(detail: str | None = None) -> None:
     audit.record(g.audit_action, actor=g.user.name, target=g.get("audit_target"), detail=detail)
-
-
-def _iso(value: datetime | None) -> str | None:
-    return value.isoformat(timespec="seconds") + "Z" if value else None
 
 
 def _values() -> dict[str, str]:
@@ -130,7 +124,7 @@ class UserResource(ApiResource):
             SocaToken: []
         """
         user = accounts.get_user_or_404(_target(_user_param(self)))
-        return self.ok(user_view(user))
+        return self.ok(accounts.user_view(user))
 
     @audited("user.create")
     def post(self):
@@ -186,7 +180,7 @@ class UserResource(ApiResource):
         name = _target(_user_param(self))
         if name == g.user.name:
             raise ApiError(403, "You cannot delete your own user")
-        keys = delete_user(accounts.get_user_or_404(name))
+        keys = accounts.delete_user(accounts.get_user_or_404(name))
         _done(f"{keys} key(s) revoked")
         return self.ok("Deleted user.")
 
@@ -206,7 +200,7 @@ class UsersResource(ApiResource):
           - SocaUser: []
             SocaToken: []
         """
-        return self.ok({user.name: user_view(user) for user in list_users()})
+        return self.ok({user.name: accounts.user_view(user) for user in accounts.list_users()})
 
 
 # -- groups --------------------------------------------------------------------------------
@@ -229,8 +223,8 @@ class GroupResource(ApiResource):
           - SocaUser: []
             SocaToken: []
         """
-        group = get_group_or_404(_target(_group_param(self)))
-        return self.ok({"name": group.name, **group_view(group)})
+        group = groups.get_group_or_404(_target(_group_param(self)))
+        return self.ok({"name": group.name, **groups.group_view(group)})
 
     @audited("group.create")
     def post(self):
@@ -257,8 +251,8 @@ class GroupResource(ApiResource):
         name = _target(_group_param(self))
         gid_text = self.param("gid", required=False, pattern=_GID, describe="a whole number")
         members = self.param("members", required=False)
-        group = create_group(name, gid=int(gid_text) if gid_text is not None else None,
-                             members=split_names("members", members) if members else [])
+        group = groups.create_group(name, gid=int(gid_text) if gid_text is not None else None,
+                             members=accounts.split_names("members", members) if members else [])
         _done(f"gid={group.gid} members={','.join(sorted(m.name for m in group.members))}")
         return self.ok("Group created")
 
@@ -286,9 +280,9 @@ class GroupResource(ApiResource):
         name = _target(_group_param(self))
         user_name = _user_param(self)
         action = self.param("action", pattern=re.compile(r"^(add|remove)$"), describe="add or remove")
-        group = get_group_or_404(name)
+        group = groups.get_group_or_404(name)
         user = accounts.get_user_or_404(user_name)
-        changed = set_membership(group, user, action == "add")
+        changed = groups.set_membership(group, user, action == "add")
         _done(f"{action} {user_name}" + ("" if changed else " (no change)"))
         if action == "add":
             return self.ok(f"User {user_name} added to group {name}" if changed
@@ -317,7 +311,7 @@ class GroupResource(ApiResource):
           - SocaUser: []
             SocaToken: []
         """
-        delete_group(_target(_group_param(self)))
+        groups.delete_group(_target(_group_param(self)))
         _done()
         return self.ok("Group deleted")
 
@@ -337,7 +331,7 @@ class GroupsResource(ApiResource):
           - SocaUser: []
             SocaToken: []
         """
-        return self.ok({group.name: group_view(group) for group in list_groups()})
+        return self.ok({group.name: groups.group_view(group) for group in groups.list_groups()})
 
 
 # -- admin rights --------------------------------------------------------------------------
@@ -383,7 +377,7 @@ class SudoResource(ApiResource):
             SocaToken: []
         """
         user = accounts.get_user_or_404(_target(_user_param(self)))
-        changed = set_admin(user, True)
+        changed = accounts.set_admin(user, True)
         _done(None if changed else "no change")
         return self.ok(f"User {user.name} is now an admin" if changed else f"User {user.name} is already an admin")
 
@@ -409,7 +403,7 @@ class SudoResource(ApiResource):
             SocaToken: []
         """
         user = accounts.get_user_or_404(_target(_user_param(self)))
-        changed = set_admin(user, False)
+        changed = accounts.set_admin(user, False)
         _done(None if changed else "no change")
         return self.ok(f"User {user.name} is no longer an admin" if changed
                        else f"User {user.name} is not an admin")
@@ -448,7 +442,7 @@ class ResetPasswordResource(ApiResource):
         user = accounts.get_user_or_404(name)
         if not caller.is_admin:
             _check_current_password(self, user)
-        set_password(user, password)
+        accounts.set_password(user, password)
         _done("by admin" if user.name != caller.name else "self-service")
         return self.ok("Password updated correctly.")
 
@@ -642,11 +636,11 @@ class AuditResource(ApiResource):
         actor = self.param("user", required=False, pattern=_ACTOR, describe="^[A-Za-z0-9_.-]{1,64}$")
         action = self.param("action", required=False, pattern=_ACTION_FILTER,
                             describe="an action such as user.create, or a prefix ending in *")
-        limit = _whole_number(self, "limit", AUDIT_PAGE, 1, AUDIT_MAX_PAGE)
+        limit = _whole_number(self, "limit", audit.PAGE, 1, AUDIT_MAX_PAGE)
         before = _whole_number(self, "before", None, 1, 2**63 - 1)
-        events, next_before = audit_page(actor=actor, action=action, since=_timestamp(self, "since"),
+        events, next_before = audit.audit_page(actor=actor, action=action, since=_timestamp(self, "since"),
                                          until=_timestamp(self, "until"), limit=limit, before=before)
-        return self.ok({"events": [event_view(e) for e in events], "next_before": next_before})
+        return self.ok({"events": [audit.event_view(e) for e in events], "next_before": next_before})
 
 
 def _whole_number(resource: ApiResource, name: str, default: int | None, low: int, high: int) -> int | None:
@@ -671,173 +665,3 @@ def _timestamp(resource: ApiResource, name: str) -> datetime | None:
     if value.tzinfo is not None:
         value = value.astimezone(UTC).replace(tzinfo=None)  # stored as naive UTC
     return value
-
-
-def audit_page(*, actor: str | None = None, action: str | None = None, since: datetime | None = None,
-               until: datetime | None = None, limit: int = AUDIT_PAGE,
-               before: int | None = None) -> tuple[list[AuditEvent], int | None]:
-    """One page of events, newest first, and the cursor for the next page (None: last page).
-
-    The id is the cursor: it grows with every event, so pages stay stable while new
-    events arrive.
-    """
-    query = sa.select(AuditEvent).order_by(AuditEvent.id.desc())
-    if actor is not None:
-        query = query.where(AuditEvent.actor == actor)
-    if action is not None and action != "*":
-        if action.endswith("*"):
-            query = query.where(AuditEvent.action.startswith(action[:-1], autoescape=True))
-        else:
-            query = query.where(AuditEvent.action == action)
-    if since is not None:
-        query = query.where(AuditEvent.at >= since)
-    if until is not None:
-        query = query.where(AuditEvent.at < until)
-    if before is not None:
-        query = query.where(AuditEvent.id < before)
-    rows = list(db.session.execute(query.limit(limit + 1)).scalars())
-    more = len(rows) > limit
-    rows = rows[:limit]
-    return rows, (rows[-1].id if more else None)
-
-
-def event_view(event: AuditEvent) -> dict[str, object]:
-    return {"id": event.id, "at": _iso(event.at), "actor": event.actor, "action": event.action,
-            "target": event.target, "success": event.success, "detail": event.detail,
-            "remote_addr": event.remote_addr}
-
-
-# -- account and group operations (shared with the CLI) ------------------------------------
-def user_view(user: User) -> dict[str, object]:
-    return {"name": user.name, "email": user.email, "admin": user.is_admin, "active": user.is_active,
-            "groups": sorted(group.name for group in user.groups), "created": _iso(user.created_at)}
-
-
-def list_users() -> list[User]:
-    return list(db.session.execute(
-        sa.select(User).where(User.deleted_at.is_(None)).order_by(User.name)).scalars())
-
-
-def delete_user(user: User) -> int:
-    """Revoke every key, end every session, drop group memberships; keep the row.
-
-    The row stays (marked deleted) because the job history refers to the name; returns
-    the number of keys revoked.
-    """
-    if user.is_admin and admin_count() <= 1:
-        raise ApiError(409, f"User {user.name} is the last admin; grant admin rights to another user first")
-    revoked = accounts.revoke_keys(user, commit=False)
-    user.deleted_at = utcnow()
-    user.is_active = False
-    user.is_admin = False
-    user.session_epoch += 1
-    user.groups = []  # memberships grant queue access: a name reused later starts without them
-    db.session.commit()
-    return revoked
-
-
-def admin_count() -> int:
-    return db.session.execute(
-        sa.select(sa.func.count(User.id)).where(User.is_admin.is_(True), User.is_active.is_(True),
-                                                User.deleted_at.is_(None))
-    ).scalar_one()
-
-
-def set_admin(user: User, admin: bool) -> bool:
-    """Grant or revoke; returns whether anything changed. The last admin stays one."""
-    if user.is_admin == admin:
-        return False
-    if not admin and admin_count() <= 1:
-        raise ApiError(409, f"User {user.name} is the last admin; grant admin rights to another user first")
-    user.is_admin = admin
-    db.session.commit()
-    return True
-
-
-def set_password(user: User, password: str) -> None:
-    problem = security.password_problem(password, user.name)
-    if problem:
-        raise ApiError(400, problem)
-    user.password_hash = security.hash_password(password)
-    user.session_epoch += 1  # every web session of the user ends
-    db.session.commit()
-
-
-def split_names(field: str, text: str) -> list[str]:
-    names = []
-    for part in text.split(","):
-        name = part.strip()
-        if not is_valid(USER_NAME, name):
-            raise ApiError(400, f'{field} is invalid: "{name[:40]}" is not a valid user name')
-        if name not in names:
-            names.append(name)
-    return names
-
-
-def find_group(name: str) -> Group | None:
-    if not is_valid(GROUP_NAME, name):
-        return None
-    return db.session.execute(sa.select(Group).where(Group.name == name)).scalar_one_or_none()
-
-
-def get_group_or_404(name: str) -> Group:
-    if not is_valid(GROUP_NAME, name):
-        raise ApiError(400, f"group is invalid: it must match {_NAME_RULE}")
-    group = find_group(name)
-    if group is None:
-        raise ApiError(404, f"Group {name} does not exist")
-    return group
-
-
-def list_groups() -> list[Group]:
-    return list(db.session.execute(sa.select(Group).order_by(Group.name)).scalars())
-
-
-def group_view(group: Group) -> dict[str, object]:
-    members = sorted(user.name for user in group.members if user.deleted_at is None)
-    return {"members": members, "gid": group.gid}
-
-
-def create_group(name: str, *, gid: int | None = None, members: list[str] | None = None) -> Group:
-    if not is_valid(GROUP_NAME, name):
-        raise ApiError(400, f"group is invalid: it must match {_NAME_RULE}")
-    if gid is not None and not 0 <= gid <= _MAX_GID:
-        raise ApiError(400, f"gid is invalid: it must be from 0 to {_MAX_GID}")
-    if find_group(name) is not None:
-        raise ApiError(409, f"Group {name} already exists")
-    if gid is not None:
-        other = db.session.execute(sa.select(Group.name).where(Group.gid == gid)).scalar_one_or_none()
-        if other is not None:
-            raise ApiError(409, f"gid {gid} is already used by group {other}")
-    users = [accounts.get_user_or_404(member) for member in members or []]
-    group = Group(name=name, gid=gid, members=users)
-    db.session.add(group)
-    try:
-        db.session.commit()
-    except IntegrityError:  # created meanwhile by a concurrent request
-        db.session.rollback()
-        raise ApiError(409, f"Group {name} already exists") from None
-    return group
-
-
-def set_membership(group: Group, user: User, member: bool) -> bool:
-    """Add or remove; returns whether anything changed."""
-    if (user in group.members) == member:
-        return False
-    if member:
-        group.members.append(user)
-    else:
-        group.members.remove(user)
-    db.session.commit()
-    return True
-
-
-def delete_group(name: str) -> None:
-    group = get_group_or_404(name)
-    used_by = queues.queues_using_group(name)
-    if used_by:
-        # Removing it would silently turn an allowed_groups rule into "nobody".
-        raise ApiError(409, f"Group {name} is named in the rules of queue(s) {', '.join(used_by)}; "
-                            "change those rules first")
-    db.session.delete(group)
-    db.session.commit()

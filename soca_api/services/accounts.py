@@ -7,7 +7,7 @@ from flask import current_app
 from soca_api import security
 from soca_api.errors import ApiError
 from soca_api.extensions import db
-from soca_api.models import ApiKey, User, utcnow
+from soca_api.models import ApiKey, User, iso_utc, utcnow
 from soca_api.validation import EMAIL, USER_NAME, is_valid
 
 
@@ -141,3 +141,70 @@ def authenticate_password(name: str, password: str) -> User | None:
     if user is None or not user.is_active:
         return None
     return user
+
+
+# -- administration (API, CLI and web pages) -------------------------------------------
+def user_view(user: User) -> dict[str, object]:
+    return {"name": user.name, "email": user.email, "admin": user.is_admin, "active": user.is_active,
+            "groups": sorted(group.name for group in user.groups), "created": iso_utc(user.created_at)}
+
+
+def list_users() -> list[User]:
+    return list(db.session.execute(
+        sa.select(User).where(User.deleted_at.is_(None)).order_by(User.name)).scalars())
+
+
+def delete_user(user: User) -> int:
+    """Revoke every key, end every session, drop group memberships; keep the row.
+
+    The row stays (marked deleted) because the job history refers to the name; returns
+    the number of keys revoked.
+    """
+    if user.is_admin and admin_count() <= 1:
+        raise ApiError(409, f"User {user.name} is the last admin; grant admin rights to another user first")
+    revoked = revoke_keys(user, commit=False)
+    user.deleted_at = utcnow()
+    user.is_active = False
+    user.is_admin = False
+    user.session_epoch += 1
+    user.groups = []  # memberships grant queue access: a name reused later starts without them
+    db.session.commit()
+    return revoked
+
+
+def admin_count() -> int:
+    return db.session.execute(
+        sa.select(sa.func.count(User.id)).where(User.is_admin.is_(True), User.is_active.is_(True),
+                                                User.deleted_at.is_(None))
+    ).scalar_one()
+
+
+def set_admin(user: User, admin: bool) -> bool:
+    """Grant or revoke; returns whether anything changed. The last admin stays one."""
+    if user.is_admin == admin:
+        return False
+    if not admin and admin_count() <= 1:
+        raise ApiError(409, f"User {user.name} is the last admin; grant admin rights to another user first")
+    user.is_admin = admin
+    db.session.commit()
+    return True
+
+
+def set_password(user: User, password: str) -> None:
+    problem = security.password_problem(password, user.name)
+    if problem:
+        raise ApiError(400, problem)
+    user.password_hash = security.hash_password(password)
+    user.session_epoch += 1  # every web session of the user ends
+    db.session.commit()
+
+
+def split_names(field: str, text: str) -> list[str]:
+    names = []
+    for part in text.split(","):
+        name = part.strip()
+        if not is_valid(USER_NAME, name):
+            raise ApiError(400, f'{field} is invalid: "{name[:40]}" is not a valid user name')
+        if name not in names:
+            names.append(name)
+    return names

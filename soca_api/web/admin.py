@@ -1,6 +1,6 @@
 """Administration pages: Users, Groups, Queues and the Audit log (admins only).
 
-The operations are those of the admin API and CLI: `soca_api.api.admin` (users, groups,
+The operations are those of the admin API and CLI: `soca_api.services` (users, groups,
 admin rights, passwords, the audit log), `soca_api.services.queues` and
 `soca_api.services.accounts`. Every change is a POST with a CSRF token, and every change
 and failed change is audited with the API's action names and the detail "web".
@@ -13,11 +13,10 @@ from datetime import UTC, datetime
 
 from flask import abort, flash, redirect, render_template, request, url_for
 
-from soca_api.api import admin as ops
 from soca_api.errors import ApiError
 from soca_api.extensions import db
 from soca_api.pbs import script as pbs_script
-from soca_api.services import accounts, audit, queues
+from soca_api.services import accounts, audit, groups, queues
 from soca_api.web import blueprint
 from soca_api.web.auth import admin_required, current_user
 from soca_api.web.forms import (
@@ -70,7 +69,7 @@ def _checked(form) -> bool:
 @blueprint.get("/admin/users")
 @admin_required
 def admin_users(create_form: UserCreateForm | None = None, status: int = 200):
-    return render_template("web/admin_users.html", users=ops.list_users(), form=create_form or UserCreateForm(),
+    return render_template("web/admin_users.html", users=accounts.list_users(), form=create_form or UserCreateForm(),
                            action_form=ConfirmForm(), me=current_user()), status
 
 
@@ -107,7 +106,7 @@ def admin_user_rights(name: str):
         user = _target_user(name)
         grant = form.change.data == "grant"
         _act("user.grant_admin" if grant else "user.revoke_admin", user.name,
-             lambda: ops.set_admin(user, grant),
+             lambda: accounts.set_admin(user, grant),
              f"{user.name} {'is now an admin' if grant else 'is no longer an admin'}.",
              lambda changed: None if changed else "no change")
         if not current_user().is_admin:  # an admin who gave up their own rights
@@ -121,7 +120,7 @@ def admin_user_password(name: str):
     form = PasswordForm()
     if _checked(form):
         user = _target_user(name)
-        _act("user.password_reset", user.name, lambda: ops.set_password(user, form.password.data),
+        _act("user.password_reset", user.name, lambda: accounts.set_password(user, form.password.data),
              f"Password of {user.name} changed; their web sessions have ended.",
              lambda _result: "by admin")
     return redirect(url_for("web.admin_users"))
@@ -148,7 +147,7 @@ def admin_user_delete(name: str):
                          detail="web: You cannot delete your own user")
             flash("You cannot delete your own user.", "error")
         else:
-            _act("user.delete", user.name, lambda: ops.delete_user(user),
+            _act("user.delete", user.name, lambda: accounts.delete_user(user),
                  f"User {user.name} deleted: keys revoked, sessions ended, job history kept.",
                  lambda revoked: f"{revoked} key(s) revoked")
     return redirect(url_for("web.admin_users"))
@@ -158,9 +157,9 @@ def admin_user_delete(name: str):
 @blueprint.get("/admin/groups")
 @admin_required
 def admin_groups(create_form: GroupCreateForm | None = None, status: int = 200):
-    groups = [(group, ops.group_view(group)) for group in ops.list_groups()]
-    return render_template("web/admin_groups.html", groups=groups, form=create_form or GroupCreateForm(),
-                           action_form=ConfirmForm(), user_names=[u.name for u in ops.list_users()]), status
+    rows = [(group, groups.group_view(group)) for group in groups.list_groups()]
+    return render_template("web/admin_groups.html", groups=rows, form=create_form or GroupCreateForm(),
+                           action_form=ConfirmForm(), user_names=[u.name for u in accounts.list_users()]), status
 
 
 @blueprint.post("/admin/groups")
@@ -177,8 +176,8 @@ def admin_group_create():
     def create():
         if gid_text and not gid_text.isdigit():
             raise ApiError(400, "gid is invalid: it must be a whole number")
-        members = ops.split_names("members", members_text) if members_text else []
-        return ops.create_group(name, gid=int(gid_text) if gid_text else None, members=members)
+        members = accounts.split_names("members", members_text) if members_text else []
+        return groups.create_group(name, gid=int(gid_text) if gid_text else None, members=members)
 
     if not _act("group.create", name[:128], create, f"Group {name} created.",
                 lambda group: f"gid={group.gid} members={','.join(sorted(m.name for m in group.members))}"):
@@ -195,8 +194,8 @@ def admin_group_members(name: str):
         add = form.action.data == "add"
 
         def change():
-            group = ops.get_group_or_404(name)
-            return ops.set_membership(group, accounts.get_user_or_404(user_name), add)
+            group = groups.get_group_or_404(name)
+            return groups.set_membership(group, accounts.get_user_or_404(user_name), add)
 
         _act("group.update", name[:128], change,
              f"{user_name} {'added to' if add else 'removed from'} group {name}.",
@@ -208,7 +207,7 @@ def admin_group_members(name: str):
 @admin_required
 def admin_group_delete(name: str):
     if _checked(ConfirmForm()):
-        _act("group.delete", name[:128], lambda: ops.delete_group(name), f"Group {name} deleted.")
+        _act("group.delete", name[:128], lambda: groups.delete_group(name), f"Group {name} deleted.")
     return redirect(url_for("web.admin_groups"))
 
 
@@ -336,7 +335,7 @@ def admin_audit():
                 problems.append(f"{name.title()}: use a date and time such as 2026-11-28T13:00")
     before_text = args.get("before", "")
     before = int(before_text) if before_text.isdigit() and len(before_text) < 19 else None
-    events, next_before = ops.audit_page(actor=actor, action=action, since=moments["since"],
+    events, next_before = audit.audit_page(actor=actor, action=action, since=moments["since"],
                                          until=moments["until"], limit=AUDIT_PAGE, before=before)
     query = {name: value for name, value in filters.items() if value}
     return render_template("web/admin_audit.html", events=events, next_before=next_before, before=before,
