@@ -99,6 +99,10 @@ def from_env() -> dict[str, object]:
         "SOCA_LOCAL_KILL_DELAY": _env_float("LOCAL_KILL_DELAY", 5.0),
         "SOCA_DEFAULT_QUEUES": [q for q in _env("DEFAULT_QUEUES", "normal,high").split(",") if q],
         "SOCA_SERVER_NAME": _env("SERVER_NAME", ""),
+        # Web sign-in: a session ends after this long; a form's CSRF token lives as long
+        # as the session (Flask-WTF's default one hour would expire long-open forms).
+        "SOCA_WEB_SESSION_SECONDS": _env_int("WEB_SESSION_SECONDS", 12 * 3600),
+        "WTF_CSRF_TIME_LIMIT": None,
         "SESSION_COOKIE_HTTPONLY": True,
         "SESSION_COOKIE_SAMESITE": "Lax",
         "SESSION_COOKIE_SECURE": bool(_env("TLS_CERT", "")) or _env_bool("SECURE_COOKIES", False),

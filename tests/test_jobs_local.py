@@ -400,3 +400,12 @@ def test_runner_restart_requeues_rerunable_and_fails_others_without_orphans(clie
     with open(os.path.join(workdir, "runs.txt")) as handle:
         assert handle.read() == "run\nrun\n"
     assert wait_for_state(client, user, queued, "F")["Exit_status"] == 0
+
+
+def test_output_ranges_never_split_a_character(client, user):
+    job_id = submit(client, user, "#!/bin/sh\nprintf 'h\\303\\251llo\\n'\n")  # "héllo"
+    wait_for_state(client, user, job_id, "F")
+    first = output_of(client, user, job_id, offset=0, length=2)
+    assert first["data"] == "h" and first["next_offset"] == 1
+    rest = output_of(client, user, job_id, offset=first["next_offset"], length=100)
+    assert rest["data"] == "\u00e9llo\n"

@@ -343,11 +343,15 @@ def test_submit_errors_are_shown_next_to_the_script_with_their_line(web, make_us
 def test_queue_rule_refusal_is_shown_on_the_form(app, web, make_user):
     signed_in(web, make_user)
     name = unique_name("q")[:15]
+    closed = unique_name("c")[:15]
     with app.app_context():
-        queues.create_queue(name, changes={"allowed_users": "someone_else"})
+        queues.create_queue(name, changes={"restricted_parameters": "instance_type"})
+        queues.create_queue(closed, changes={"allowed_users": "someone_else"})
+    form_page = text(web.get("/submit"))
+    assert name in form_page and closed not in form_page  # only queues the user may use
     response = post_form(web, "/submit", "/submit", {"script": SEED_SCRIPT, "queue": name})
     assert response.status_code == 403
-    assert f"is not allowed on queue {name}" in text(response)
+    assert f"instance_type cannot be set on queue {name}" in text(response)
 
 
 # -- My Jobs and the job page --------------------------------------------------------------

@@ -350,10 +350,23 @@ def read_output(user: User, job_id: str, stream: str, *, offset: int | None, len
             start = min(offset or 0, size)
         handle.seek(start)
         data = handle.read(min(length, size - start) if tail is None else size - start)
+    if start + len(data) < size or record.state != "F":
+        # A character cut by the range or by a job still writing comes whole next read.
+        data = data[:_complete_utf8(data)]
     end = start + len(data)
     return {"job_id": job_id, "stream": stream, "path": path, "offset": start, "next_offset": end,
             "size": size, "eof": end >= size, "finished": record.state == "F",
             "data": data.decode("utf-8", errors="replace")}
+
+
+def _complete_utf8(data: bytes) -> int:
+    """Length of `data` without a UTF-8 sequence cut at its end (a file still growing)."""
+    for back in range(1, min(4, len(data)) + 1):
+        byte = data[-back]
+        if byte & 0xC0 != 0x80:  # the lead byte of the last sequence
+            needed = 2 if byte >> 5 == 0b110 else 3 if byte >> 4 == 0b1110 else 4 if byte >> 3 == 0b11110 else 1
+            return len(data) - back if needed > back else len(data)
+    return len(data)
 
 
 def _tail_start(handle, size: int, lines: int) -> int:

@@ -40,6 +40,20 @@ def check_submission(user: User, request: JobRequest, queue_name: str) -> JobReq
         raise
 
 
+def usable_queues(user: User) -> list[str]:
+    """The queues a job can go to that let this user in (what a submit form offers)."""
+    names, _annotated = queues.queue_listing()
+    usable = []
+    for name in names:
+        queue = queues.find_queue(name)
+        try:
+            _check_user(user, Rules.from_json(queue.rules), name)
+        except ApiError:
+            continue
+        usable.append(name)
+    return usable
+
+
 def _check(user: User, request: JobRequest, queue_name: str) -> JobRequest:
     queue = queues.find_queue(queue_name)
     if queue is None:

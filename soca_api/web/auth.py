@@ -37,7 +37,6 @@ from soca_api.web import blueprint
 from soca_api.web.forms import ConfirmForm, LoginForm
 
 SESSION_KEYS = ("uid", "epoch", "nonce", "at")
-DEFAULT_SESSION_SECONDS = 12 * 3600
 
 
 # -- the signed-in user --------------------------------------------------------------------
@@ -54,7 +53,7 @@ def _load_user() -> None:
         return
     from flask import current_app
 
-    max_age = int(current_app.config.get("SOCA_WEB_SESSION_SECONDS", DEFAULT_SESSION_SECONDS))
+    max_age = int(current_app.config["SOCA_WEB_SESSION_SECONDS"])
     user = db.session.get(User, uid) if isinstance(uid, int) else None
     fresh = isinstance(session.get("at"), (int, float)) and time.time() - session["at"] < max_age
     if (user is None or user.deleted_at is not None or not user.is_active

@@ -29,7 +29,7 @@ from flask import (
 
 from soca_api.errors import ApiError
 from soca_api.pbs import script as pbs_script
-from soca_api.services import audit, queues
+from soca_api.services import audit, queue_rules, queues
 from soca_api.services import jobs as job_service
 from soca_api.validation import JOB_ID, QUEUE_NAME, is_valid
 from soca_api.web import blueprint
@@ -94,9 +94,8 @@ def _user_line(line: int | None, inserted: int | None) -> int | None:
 
 
 def usable_queues() -> list[str]:
-    """Queues a job can go to: enabled and known to the scheduler (queues service)."""
-    names, _annotated = queues.queue_listing()
-    return names
+    """Queues this user's job can go to (enabled, known to the scheduler, rules let them in)."""
+    return queue_rules.usable_queues(current_user())
 
 
 # -- My Jobs -------------------------------------------------------------------------------
