@@ -110,6 +110,9 @@ class Job(db.Model):
         # Listings: a user's jobs in one state, newest first; a user's recent finished jobs.
         sa.Index("ix_jobs_owner_state_id", "owner", "state", "id"),
         sa.Index("ix_jobs_owner_finished_at", "owner", "finished_at"),
+        # The runner's look for waiting jobs that may move (held by a dependency, not by
+        # the user): thousands of user-held jobs must not be read on every pass.
+        sa.Index("ix_jobs_state_hold", "state", "hold"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

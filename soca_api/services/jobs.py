@@ -9,6 +9,8 @@ from __future__ import annotations
 import os
 import posixpath
 import stat
+import threading
+from contextlib import contextmanager
 from datetime import timedelta
 
 import sqlalchemy as sa
@@ -109,6 +111,31 @@ def submit(user: User, payload: str | None) -> str:
         for dep_id in dependency.job_ids:
             _check_dependency(user, strip_server_suffix(dep_id))
 
+    # Refuse paths that leave the job folder before anything is written (the folder's
+    # final name only adds the record id).
+    probe_dir = os.path.join(ident.base_dir, *ident.sub_dirs, f"{request.name}_0")
+    _resolve_path(request.output_path, "o", probe_dir, ident.confined, "-o")
+    _resolve_path(request.error_path, "e", probe_dir, ident.confined, "-e")
+    with _single_writer(adapter.name == "local"):
+        return _record_and_submit(user, request, queue, adapter, ident)
+
+
+# SQLite takes one writer at a time and makes the others sleep in coarse steps (1, 2, 5,
+# 10... ms); the threads of one worker wait here instead, on a lock that wakes them at once.
+_SQLITE_WRITER = threading.Lock()
+
+
+@contextmanager
+def _single_writer(wanted: bool):
+    """Only around the local backend's one short transaction: never around a qsub."""
+    if wanted and db.engine.dialect.name == "sqlite":
+        with _SQLITE_WRITER:
+            yield
+    else:
+        yield
+
+
+def _record_and_submit(user: User, request: JobRequest, queue: str, adapter, ident) -> str:
     home = ident.run_as.home if ident.run_as and not ident.confined else os.path.join(
         ident.base_dir, *ident.sub_dirs)
     job = Job(backend=adapter.name, owner=user.name, name=request.name, queue=queue,
