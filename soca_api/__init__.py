@@ -5,6 +5,7 @@ import logging
 import os
 
 from flask import Flask, request
+from flask.sessions import SecureCookieSessionInterface
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 from werkzeug.exceptions import HTTPException
@@ -40,8 +41,19 @@ def _private_sqlite_file(uri: str) -> None:
             os.chmod(path + suffix, 0o600)
 
 
+class WebSessionInterface(SecureCookieSessionInterface):
+    """Cookie sessions for the web pages only: the API authenticates every call by header,
+    so its requests skip building a signing serializer for a cookie they never have."""
+
+    def open_session(self, app, request):
+        if request.path.startswith("/api/"):
+            return self.make_null_session(app)
+        return super().open_session(app, request)
+
+
 def create_app(overrides: dict | None = None) -> Flask:
     app = Flask(__name__)
+    app.session_interface = WebSessionInterface()
     app.config.update(settings.from_env())
     if overrides:
         app.config.update(overrides)

@@ -6,6 +6,7 @@ the final state beside what the scheduler reports.
 """
 from __future__ import annotations
 
+import fcntl
 import os
 import posixpath
 import stat
@@ -121,18 +122,28 @@ def submit(user: User, payload: str | None) -> str:
 
 
 # SQLite takes one writer at a time and makes the others sleep in coarse steps (1, 2, 5,
-# 10... ms); the threads of one worker wait here instead, on a lock that wakes them at once.
+# 10... ms). Submissions queue instead on a lock that wakes the next one at once: a thread
+# lock within a worker, and an flock on the data folder between workers.
 _SQLITE_WRITER = threading.Lock()
+_writer_lock_fd: int | None = None
 
 
 @contextmanager
 def _single_writer(wanted: bool):
     """Only around the local backend's one short transaction: never around a qsub."""
-    if wanted and db.engine.dialect.name == "sqlite":
-        with _SQLITE_WRITER:
-            yield
-    else:
+    global _writer_lock_fd
+    if not wanted or db.engine.dialect.name != "sqlite":
         yield
+        return
+    with _SQLITE_WRITER:
+        if _writer_lock_fd is None:
+            path = os.path.join(current_app.config["SOCA_DATA_DIR"], "submit.lock")
+            _writer_lock_fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        fcntl.flock(_writer_lock_fd, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(_writer_lock_fd, fcntl.LOCK_UN)
 
 
 def _record_and_submit(user: User, request: JobRequest, queue: str, adapter, ident) -> str:
