@@ -15,6 +15,9 @@ SWAGGER_CONFIG = {
     "title": "soca-api",
     "uiversion": 3,
     "hide_top_bar": True,
+    # flasgger writes this into the page's script as is: without it the page runs
+    # `let auth_config = None;` and stops with a JavaScript error.
+    "auth": {},
 }
 
 TEMPLATE = {

@@ -387,3 +387,34 @@ def test_cross_site_post_without_csrf_token_is_refused(session_of, server):
     assert key_of(server, "alice") == key_before
     page.goto(f"{base}/jobs")
     assert page.url == f"{base}/jobs"  # still signed in: nothing happened
+
+
+def test_api_doc_loads_with_no_request_leaving_the_host(session_of, server):
+    """Swagger UI at /api/doc/ renders every operation from assets of this server only."""
+    page = session_of(None)
+    requested: list[str] = []
+    page.on("request", lambda request: requested.append(request.url))
+    page.goto(f"{server['base']}/api/doc/")
+    expect(page.locator(".opblock-summary-path", has_text="/api/scheduler/job").first).to_be_visible()
+    expect(page.locator("button.authorize")).to_be_visible()
+    shot(page, "api-doc")
+
+    # "Authorize" with both headers, then "Try it out" on the job listing.
+    key = key_of(server, "alice")
+    page.locator("button.authorize").click()
+    dialog = page.locator(".dialog-ux")
+    for scheme, value in (("SocaUser", "alice"), ("SocaToken", key)):
+        block = dialog.locator(".auth-container", has_text=scheme)
+        block.locator("input").fill(value)
+        block.locator("button.authorize").click()
+    dialog.locator("button.btn-done").first.click()
+    operation = page.locator("#operations-Jobs-get_api_scheduler_jobs")
+    operation.locator(".opblock-summary").click()
+    operation.locator("button.try-out__btn").click()
+    operation.locator("button.execute").click()
+    status = operation.locator(".live-responses-table tbody .response-col_status").first
+    expect(status).to_have_text("200")
+    expect(operation.locator(".live-responses-table .microlight").first).to_contain_text('"success": true')
+
+    outside = [url for url in requested if not url.startswith((server["base"] + "/", "data:", "blob:"))]
+    assert outside == [], outside
