@@ -21,6 +21,7 @@ import time
 import pytest
 
 from soca_api.pbs.request import JobRequest
+from soca_api.pbs.script import parse_script
 from soca_api.schedulers.base import (
     JobNotFound,
     JobRejected,
@@ -589,3 +590,16 @@ def test_queue_and_defaults_the_script_does_not_set_go_on_the_command_line():
     assert added_options(request) == ["-q", "normal", "-l", "walltime=01:00:00"]
     seed = parse_script("#!/bin/sh\n#PBS -q high\n#PBS -l nodes=1,instance_type=c5.large\ntrue\n")
     assert added_options(seed) == []
+
+
+def test_a_link_planted_at_the_script_name_is_never_written_through(fake, adapter, tmp_path):
+    fake.add(["qsub", "testjob.sh"], stdout="1.pbshost\n")
+    context = context_for(tmp_path)
+    os.makedirs(context.job_dir, exist_ok=True)
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious\n")
+    os.symlink(victim, os.path.join(context.job_dir, "testjob.sh"))
+    with pytest.raises(OSError):
+        adapter.submit(parse_script("#!/bin/sh\n#PBS -N testjob\ntrue\n"), context)
+    assert victim.read_text() == "precious\n"
+    assert fake.calls("qsub") == []

@@ -442,8 +442,9 @@ def _gid(context: SubmitContext) -> int:
 
 
 def _write_script(path: str, script: str, context: SubmitContext) -> None:
-    # O_NOFOLLOW: a symlink planted at the script's name must not redirect a root write.
-    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC
+    # The job folder is new for every job: anything already at the script's name (a link
+    # the user planted, hard or symbolic) makes the write fail instead of following it.
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
     fd = os.open(path, flags, 0o600)
     try:
         if _chown_to_user(context):
