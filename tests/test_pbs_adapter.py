@@ -581,7 +581,6 @@ def test_bad_dialect():
 
 
 def test_queue_and_defaults_the_script_does_not_set_go_on_the_command_line():
-    from soca_api.pbs.script import parse_script
     from soca_api.schedulers.pbs import added_options
 
     request = parse_script("#!/bin/sh\n#PBS -l ncpus=2\ntrue\n")
