@@ -3,18 +3,18 @@ the seed's curl commands verbatim."""
 from __future__ import annotations
 
 import datetime
+import signal
 import json
 import os
-import socket
 import subprocess
-import sys
 import time
 
 import pytest
 import requests
 
-from tests.conftest import PROJECT_DIR, make_data_dir, service_env
-from tests.helpers import SEED_PAYLOAD
+from tests.conftest import make_data_dir, service_env
+from tests.live import flask_cli, free_port, start_gunicorn
+from tests.helpers import SEED_PAYLOAD, encode
 from tests.services import require
 
 REDIS_URL = os.environ.get("SOCA_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -27,12 +27,6 @@ def redis_available() -> bool:
         return bool(redis.Redis.from_url(REDIS_URL, socket_timeout=2).ping())
     except Exception:  # any failure to connect means "not available"
         return False
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def self_signed_pair(folder: str) -> tuple[str, str]:
@@ -72,30 +66,13 @@ def live():
     env = service_env(data_dir, f"sqlite:///{data_dir}/soca.db", SOCA_PORT=str(port), SOCA_HOST="127.0.0.1",
                       SOCA_TLS_CERT=cert, SOCA_TLS_KEY=key, SOCA_REDIS_URL=REDIS_URL, SOCA_WORKERS="2",
                       SOCA_AUTH_FAILURE_LIMIT="6 per minute", SOCA_ACCESS_LOG="")
-    flask = [sys.executable, "-m", "flask", "--app", "wsgi"]
-    subprocess.run(flask + ["db", "upgrade"], cwd=PROJECT_DIR, env=env, check=True, capture_output=True)
-    created = subprocess.run(flask + ["user", "create", "alice"], cwd=PROJECT_DIR, env=env, check=True,
-                             capture_output=True, text=True)
-    alice_key = created.stdout.strip().splitlines()[-1]
-    log = open(os.path.join(data_dir, "gunicorn.log"), "wb")
-    server = subprocess.Popen([os.path.join(os.path.dirname(sys.executable), "gunicorn"), "-c", "gunicorn.conf.py",
-                               "wsgi:app"], cwd=PROJECT_DIR, env=env, stdout=log, stderr=log)
+    flask_cli(env, "db", "upgrade")
+    alice_key = flask_cli(env, "user", "create", "alice").strip().splitlines()[-1]
     base = f"https://127.0.0.1:{port}"
-    deadline = time.time() + 30
-    while time.time() < deadline:
-        try:
-            if requests.get(f"{base}/api/health", verify=cert, timeout=2).status_code == 200:
-                break
-        except requests.RequestException:
-            pass
-        time.sleep(0.2)
-    else:
-        server.terminate()
-        pytest.fail("gunicorn did not become healthy: " + open(os.path.join(data_dir, "gunicorn.log")).read()[-2000:])
+    server = start_gunicorn(env, base, verify=cert)
     yield {"base": base, "cert": cert, "user": "alice", "key": alice_key, "data_dir": data_dir}
     server.terminate()
     server.wait(timeout=30)
-    log.close()
     import redis
 
     client = redis.Redis.from_url(REDIS_URL)
@@ -161,3 +138,42 @@ def test_failures_are_counted_across_workers_through_redis(live):
                                         timeout=10).status_code)
     assert statuses[:6] == [401] * 6
     assert set(statuses[6:]) == {429}
+
+
+def test_acknowledged_jobs_survive_killing_the_whole_service(tmp_path):
+    """kill -9 of gunicorn's master, workers and runner right after the last answer."""
+    data_dir = make_data_dir()
+    port = free_port()
+    env = service_env(data_dir, f"sqlite:///{data_dir}/soca.db", SOCA_PORT=str(port), SOCA_WORKERS="2",
+                      SOCA_ACCESS_LOG="")
+    flask_cli(env, "db", "upgrade")
+    key = flask_cli(env, "user", "create", "dora").strip().splitlines()[-1]
+    base = f"http://127.0.0.1:{port}"
+    server = start_gunicorn(env, base)
+    headers = {"X-SOCA-USER": "dora", "X-SOCA-TOKEN": key}
+    script = encode("#!/bin/sh\n#PBS -N durable\necho kept\n")
+    acknowledged = []
+    with requests.Session() as session:
+        for _ in range(25):
+            answer = session.post(f"{base}/api/scheduler/job", headers=headers, files={"payload": (None, script)},
+                                  timeout=10).json()
+            assert answer["success"] is True
+            acknowledged.append(answer["message"])
+    children = subprocess.run(["pgrep", "-P", str(server.pid)], capture_output=True, text=True).stdout.split()
+    for pid in [server.pid, *map(int, children)]:
+        os.kill(pid, signal.SIGKILL)
+    server.wait(timeout=10)
+    server = start_gunicorn(env, base)  # a new runner recovers and runs what was queued
+    try:
+        deadline = time.time() + 30
+        states: dict[str, str] = {}
+        while time.time() < deadline:
+            listing = requests.get(f"{base}/api/scheduler/jobs?limit=1000", headers=headers, timeout=10).json()
+            states = {job_id: listing["message"].get(job_id, {}).get("job_state") for job_id in acknowledged}
+            if all(state == "F" for state in states.values()):
+                break
+            time.sleep(0.2)
+        assert all(state == "F" for state in states.values()), states
+    finally:
+        server.terminate()
+        server.wait(timeout=30)

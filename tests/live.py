@@ -1,0 +1,49 @@
+"""Starting the real service under gunicorn for tests (with its runner, as `make run` does)."""
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+import requests
+
+from tests.conftest import PROJECT_DIR
+
+FLASK = [sys.executable, "-m", "flask", "--app", "wsgi"]
+GUNICORN = os.path.join(os.path.dirname(sys.executable), "gunicorn")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def flask_cli(env: dict[str, str], *args: str, stdin: str | None = None) -> str:
+    done = subprocess.run(FLASK + list(args), cwd=PROJECT_DIR, env=env, input=stdin, check=True,
+                          capture_output=True, text=True, timeout=120)
+    return done.stdout
+
+
+def start_gunicorn(env: dict[str, str], base: str, verify: str | bool = True) -> subprocess.Popen:
+    """gunicorn with gunicorn.conf.py, ready once /api/health answers 200 (runner beating)."""
+    log = open(os.path.join(env["SOCA_DATA_DIR"], "gunicorn.log"), "ab")  # noqa: SIM115 - lives with the server
+    server = subprocess.Popen([GUNICORN, "-c", "gunicorn.conf.py", "wsgi:app"], cwd=PROJECT_DIR, env=env,
+                              stdout=log, stderr=log)
+    log.close()
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        try:
+            if requests.get(f"{base}/api/health", verify=verify, timeout=2).status_code == 200:
+                return server
+        except requests.RequestException:
+            pass
+        if server.poll() is not None:
+            break
+        time.sleep(0.1)
+    server.terminate()
+    with open(os.path.join(env["SOCA_DATA_DIR"], "gunicorn.log")) as handle:
+        pytest.fail("gunicorn did not become healthy: " + handle.read()[-2000:])
