@@ -14,13 +14,13 @@ import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 
 import pytest
 import requests
 
 from tests.conftest import PROJECT_DIR, make_data_dir, service_env
 from tests.helpers import SEED_SCRIPT
+from tests.live import free_port, start_gunicorn
 from tests.services import require
 
 pytestmark = pytest.mark.browser
@@ -43,14 +43,6 @@ with app.app_context():
 """
 
 
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server():
     require(os.path.exists(CHROMIUM), f"Debian's chromium at {CHROMIUM} (apt-get install -y chromium)")
@@ -68,28 +60,11 @@ def server():
     made = subprocess.run([sys.executable, "-c", CREATE_USERS], cwd=PROJECT_DIR, env=env, input=users, text=True,
                           capture_output=True, check=False)
     assert made.returncode == 0, made.stderr[-2000:]
-    log = open(os.path.join(data_dir, "gunicorn.log"), "wb")  # noqa: SIM115 - open while the server runs
-    process = subprocess.Popen(
-        [os.path.join(os.path.dirname(sys.executable), "gunicorn"), "-c", "gunicorn.conf.py", "--no-control-socket",
-         "wsgi:app"], cwd=PROJECT_DIR, env=env, stdout=log, stderr=log)
     base = f"http://127.0.0.1:{port}"
-    heartbeat = os.path.join(data_dir, "runner.heartbeat")
-    deadline = time.time() + 30
-    while time.time() < deadline:
-        try:
-            if requests.get(f"{base}/login", timeout=2).status_code == 200 and os.path.exists(heartbeat):
-                break
-        except requests.RequestException:
-            pass
-        time.sleep(0.1)
-    else:
-        process.terminate()
-        log.close()
-        pytest.fail("gunicorn did not start: " + Path(data_dir, "gunicorn.log").read_text()[-2000:])
+    process = start_gunicorn(env, base)
     yield {"base": base, "data_dir": data_dir}
     process.terminate()
     process.wait(timeout=30)
-    log.close()
     shutil.rmtree(data_dir, ignore_errors=True)
 
 
