@@ -202,3 +202,47 @@ def test_missing_qsub_is_503_and_garbage_is_502(tmp_path):
                                             data={"payload": SEED_PAYLOAD})
     assert garbage.status_code == 502
     assert "garbage" not in garbage.get_data(as_text=True)
+
+
+def next_slurm_job_id() -> int:
+    """One more than the newest job Slurm knows (finished ones stay listed for MinJobAge)."""
+    ids = subprocess.run(["squeue", "--all", "-t", "all", "-h", "-o", "%i"], capture_output=True, text=True,
+                         timeout=10).stdout.split()
+    return max((int(job.split("_", 1)[0]) for job in ids), default=0) + 1
+
+
+def test_nothing_reaches_slurm_when_a_queue_rule_fails(tmp_path):
+    require_slurm()
+    stack = build_stack("sqlite", f"sqlite:///{tmp_path}/soca.db", SOCA_SCHEDULER="slurm")
+    from soca_api.services import queues
+
+    with stack.app.app_context():
+        queues.update_queue("normal", changes={"restricted_parameters": "instance_type", "max_cpus_per_job": "1"})
+        queues.update_queue("high", changes={"allowed_users": "someone_else"})
+    account = api_user(stack.app, "ruleduser")
+    client = stack.app.test_client()
+    before = next_slurm_job_id()
+    refused = [
+        SEED_PAYLOAD,  # instance_type is restricted on normal
+        encode("#!/bin/sh\n#PBS -l ncpus=2\ntrue\n"),  # over max_cpus_per_job
+        encode("#!/bin/sh\n#PBS -q high\ntrue\n"),  # not an allowed user
+    ]
+    for payload in refused:
+        response = client.post("/api/scheduler/job", headers=account.headers, data={"payload": payload})
+        assert response.status_code in (400, 403), response.json
+        assert "queue" in response.json["message"]
+    assert next_slurm_job_id() == before, "a refused job reached Slurm"
+    accepted = submit(client, account, "#!/bin/sh\ntrue\n")
+    assert next_slurm_job_id() > before and accepted.isdigit()
+
+
+def test_nothing_reaches_pbs_when_a_queue_rule_fails(fake_pbs_app):
+    app, fake = fake_pbs_app
+    from soca_api.services import queues
+
+    with app.app_context():
+        queues.update_queue("normal", changes={"restricted_parameters": "instance_type"})
+    account = api_user(app, "pbsruled")
+    response = app.test_client().post("/api/scheduler/job", headers=account.headers, data={"payload": SEED_PAYLOAD})
+    assert response.status_code == 403
+    assert fake.calls("qsub") == []
