@@ -8,9 +8,8 @@ row is never claimed twice.
 from __future__ import annotations
 
 import os
-import socket
 import time
-from datetime import datetime, timezone
+from datetime import datetime
 
 import sqlalchemy as sa
 
@@ -26,9 +25,9 @@ from soca_api.schedulers.base import (
     SchedulerAdapter,
     SubmitContext,
 )
+from soca_api.schedulers.records import record_info
 
 BACKEND = "local"
-_HOST = socket.gethostname()
 SIGTERM = 15
 WAITING_STATES = ("Q", "H", "W")
 
@@ -40,11 +39,6 @@ def subjob_path(path: str | None, index: int) -> str | None:
     if "^array_index^" in path:
         return path.replace("^array_index^", str(index))
     return f"{path}.{index}"
-
-
-def _aware(moment: datetime | None) -> datetime | None:
-    """Rows keep naive UTC; JobInfo carries aware times so views can show local time."""
-    return moment.replace(tzinfo=timezone.utc) if moment is not None else None
 
 
 class LocalAdapter(SchedulerAdapter):
@@ -93,76 +87,14 @@ class LocalAdapter(SchedulerAdapter):
         return job
 
     def info(self, job_id: str) -> JobInfo:
-        return self.record_info(self._row(job_id))
+        return record_info(self._row(job_id))
 
     def info_all(self, owner: str | None = None) -> list[JobInfo]:
         query = sa.select(Job).where(Job.backend == BACKEND, Job.deleted_at.is_(None),
                                      Job.state.in_(("Q", "H", "W", "R", "E", "B")))
         if owner is not None:
             query = query.where(Job.owner == owner)
-        return [self.record_info(job) for job in db.session.execute(query.order_by(Job.id)).scalars()]
-
-    @staticmethod
-    def record_info(job: Job) -> JobInfo:
-        """The normalised value for one row (also the service's record of external jobs)."""
-        request = job.request or {}
-        host = _HOST
-        variables = {
-            "PBS_O_HOME": request.get("home") or "",
-            "PBS_O_LOGNAME": job.owner,
-            "PBS_O_WORKDIR": job.job_dir or "",
-            "PBS_O_HOST": host,
-            "PBS_O_QUEUE": job.queue,
-            "PBS_O_SYSTEM": "Linux",
-        }
-        variables.update(request.get("variables", {}))
-        return JobInfo(
-            id=job.scheduler_id,
-            name=job.name,
-            owner=job.owner,
-            state=job.state,
-            queue=job.queue,
-            submit_host=host,
-            server=host,
-            substate=job.substate,
-            created=_aware(job.created_at),
-            queued=_aware(job.created_at),
-            modified=_aware(job.modified_at),
-            eligible=_aware(job.created_at),
-            started=_aware(job.started_at),
-            finished=_aware(job.finished_at),
-            exit_status=job.exit_status,
-            output_path=job.output_path,
-            error_path=job.error_path,
-            join=request.get("join", "n"),
-            hold_types="u" if job.hold else "n",
-            keep_files=request.get("keep_files", "n"),
-            mail_points=request.get("mail_points", "a"),
-            mail_users=request.get("mail_users"),
-            priority=int(request.get("priority", 0)),
-            rerunable=job.rerunable,
-            resource_list=dict(request.get("resource_list", {})),
-            resources_used=LocalAdapter._resources_used(job),
-            variables=variables,
-            project=request.get("project") or "_pbs_project_default",
-            account=request.get("account"),
-            comment=job.comment,
-            exec_host=job.exec_host,
-            ncpus=job.ncpus,
-            nodes=job.nodes,
-            array_indices=request.get("array"),
-            depend=request.get("depend"),
-            workdir=job.job_dir,
-        )
-
-    @staticmethod
-    def _resources_used(job: Job) -> dict[str, object]:
-        if job.started_at is None:
-            return {}
-        end = job.finished_at or utcnow()
-        seconds = max(0, int((end - job.started_at).total_seconds()))
-        return {"walltime": f"{seconds // 3600:02d}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}",
-                "ncpus": job.ncpus}
+        return [record_info(job) for job in db.session.execute(query.order_by(Job.id)).scalars()]
 
     # -- change -----------------------------------------------------------------------
     def delete(self, job_id: str) -> None:

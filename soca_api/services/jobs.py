@@ -30,9 +30,16 @@ from soca_api.schedulers.base import (
     SchedulerError,
     SubmitContext,
 )
+from soca_api.schedulers.records import record_info
 from soca_api.services import audit, identity, queue_rules
 from soca_api.services.qstat_view import qstat_attributes
-from soca_api.validation import JOB_ID, QUEUE_NAME, USER_NAME, is_valid, strip_server_suffix
+from soca_api.validation import (
+    JOB_ID,
+    QUEUE_NAME,
+    USER_NAME,
+    is_valid,
+    strip_server_suffix,
+)
 
 PENDING_STATE = "T"  # "in transit": recorded, not yet acknowledged by an external scheduler
 MAX_PAGE = 1000
@@ -237,7 +244,7 @@ def job_info(user: User, job_id: str) -> JobInfo:
         raise ApiError(404, JOB_GONE)
     if adapter.name == "local":
         # The record is the local queue itself: no second read of the same row.
-        info = adapter.record_info(record)
+        info = record_info(record)
         if info.is_finished and _history_expired(record):
             raise ApiError(404, JOB_GONE)
         return info
@@ -284,9 +291,7 @@ def _finished_from_record(record: Job) -> JobInfo | None:
         record.state, record.finished_at = "F", record.finished_at or utcnow()
         record.comment = record.comment or "Finished; the scheduler kept no history"
         db.session.commit()
-    from soca_api.schedulers.local import LocalAdapter
-
-    return LocalAdapter.record_info(record)
+    return record_info(record)
 
 
 def get_attributes(user: User, job_id: str) -> dict[str, object]:
@@ -353,9 +358,7 @@ def final_attributes(user: User, job_id: str) -> dict[str, object]:
         db.session.refresh(record)
     if record.state != "F":
         raise ApiError(409, f"Job {job_id} has not finished yet (state {record.state})")
-    from soca_api.schedulers.local import LocalAdapter
-
-    attributes = qstat_attributes(LocalAdapter.record_info(record))
+    attributes = qstat_attributes(record_info(record))
     attributes["deleted"] = record.deleted_at is not None
     return attributes
 
@@ -464,11 +467,9 @@ def list_jobs(user: User, *, owner: str | None, state: str | None, queue: str | 
     next_before = rows[limit - 1].id if len(rows) > limit else None
     rows = rows[:limit]
     live = _live_infos(adapter, owner) if adapter.name != "local" else {}
-    from soca_api.schedulers.local import LocalAdapter
-
     jobs = {}
     for row in rows:
-        info = live.get(row.scheduler_id) or LocalAdapter.record_info(row)
+        info = live.get(row.scheduler_id) or record_info(row)
         jobs[row.scheduler_id] = qstat_attributes(info)
     return jobs, next_before
 

@@ -1,0 +1,80 @@
+"""A job row of the service's own record, as the normalised job value.
+
+The local scheduler's rows are its queue; for PBS and Slurm the same rows keep what the
+service knows once the scheduler has forgotten a job (final state, paths, times).
+"""
+from __future__ import annotations
+
+import socket
+from datetime import datetime, timezone
+
+from soca_api.models import Job, utcnow
+from soca_api.schedulers.base import JobInfo
+
+_HOST = socket.gethostname()
+
+
+def _aware(moment: datetime | None) -> datetime | None:
+    """Rows keep naive UTC; JobInfo carries aware times so views can show local time."""
+    return moment.replace(tzinfo=timezone.utc) if moment is not None else None
+
+
+def record_info(job: Job) -> JobInfo:
+    """The normalised value of one job row."""
+    request = job.request or {}
+    host = _HOST
+    variables = {
+        "PBS_O_HOME": request.get("home") or "",
+        "PBS_O_LOGNAME": job.owner,
+        "PBS_O_WORKDIR": job.job_dir or "",
+        "PBS_O_HOST": host,
+        "PBS_O_QUEUE": job.queue,
+        "PBS_O_SYSTEM": "Linux",
+    }
+    variables.update(request.get("variables", {}))
+    return JobInfo(
+        id=job.scheduler_id,
+        name=job.name,
+        owner=job.owner,
+        state=job.state,
+        queue=job.queue,
+        submit_host=host,
+        server=host,
+        substate=job.substate,
+        created=_aware(job.created_at),
+        queued=_aware(job.created_at),
+        modified=_aware(job.modified_at),
+        eligible=_aware(job.created_at),
+        started=_aware(job.started_at),
+        finished=_aware(job.finished_at),
+        exit_status=job.exit_status,
+        output_path=job.output_path,
+        error_path=job.error_path,
+        join=request.get("join", "n"),
+        hold_types="u" if job.hold else "n",
+        keep_files=request.get("keep_files", "n"),
+        mail_points=request.get("mail_points", "a"),
+        mail_users=request.get("mail_users"),
+        priority=int(request.get("priority", 0)),
+        rerunable=job.rerunable,
+        resource_list=dict(request.get("resource_list", {})),
+        resources_used=_resources_used(job),
+        variables=variables,
+        project=request.get("project") or "_pbs_project_default",
+        account=request.get("account"),
+        comment=job.comment,
+        exec_host=job.exec_host,
+        ncpus=job.ncpus,
+        nodes=job.nodes,
+        array_indices=request.get("array"),
+        depend=request.get("depend"),
+        workdir=job.job_dir,
+    )
+
+def _resources_used(job: Job) -> dict[str, object]:
+    if job.started_at is None:
+        return {}
+    end = job.finished_at or utcnow()
+    seconds = max(0, int((end - job.started_at).total_seconds()))
+    return {"walltime": f"{seconds // 3600:02d}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}",
+            "ncpus": job.ncpus}
