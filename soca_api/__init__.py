@@ -81,17 +81,20 @@ def create_app(overrides: dict | None = None) -> Flask:
     apidoc.init_app(app)
     cli.init_app(app)
 
+    from soca_api.web.errors import error_page
+
+    # Errors outside any route (an unknown URL): JSON under /api/, the site's page elsewhere.
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException):
         if request.path.startswith("/api/"):
             return error_response(exc)
-        return exc
+        return error_page(exc.code or 500)
 
     @app.errorhandler(Exception)
     def unexpected_error(exc: Exception):
         app.logger.exception("Unhandled error on %s %s", request.method, request.path)
         if request.path.startswith("/api/"):
             return error_response(exc)
-        return "Internal server error", 500
+        return error_page(500)
 
     return app

@@ -583,3 +583,11 @@ def test_inactive_user_cannot_sign_in(app, web, make_user):
         db.session.execute(sa.update(User).where(User.name == account.name).values(is_active=False))
         db.session.commit()
     assert sign_in(web, account).status_code == 401
+
+
+def test_unknown_urls_get_the_sites_page_or_the_api_envelope(client):
+    page = client.get("/no/such/page")
+    assert page.status_code == 404 and page.content_type.startswith("text/html")
+    assert "Not found" in page.get_data(as_text=True) and "Traceback" not in page.get_data(as_text=True)
+    api = client.get("/api/no/such/thing")
+    assert api.status_code == 404 and api.json == {"success": False, "message": "Not found"}
