@@ -409,3 +409,29 @@ def test_output_ranges_never_split_a_character(client, user):
     assert first["data"] == "h" and first["next_offset"] == 1
     rest = output_of(client, user, job_id, offset=first["next_offset"], length=100)
     assert rest["data"] == "\u00e9llo\n"
+
+
+def test_a_second_runner_waits_as_standby_and_takes_over(client, user, stack, app):
+    """Two runners on one data folder: one works, the other waits; no job runs twice."""
+    import subprocess
+    import sys
+
+    from tests.conftest import PROJECT_DIR
+
+    standby = subprocess.Popen([sys.executable, "-m", "flask", "--app", "wsgi", "scheduler", "run"],
+                               cwd=PROJECT_DIR, env=stack.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        time.sleep(2)  # the standby is up and blocked on the lock
+        ids = [submit(client, user, "#!/bin/sh\necho once >> count.txt\n") for _ in range(8)]
+        for job_id in ids:
+            wait_for_state(client, user, job_id, "F")
+        with app.app_context():
+            runs = db.session.execute(sa.select(Job.run_count).where(Job.scheduler_id.in_(ids))).scalars().all()
+        assert runs == [1] * len(ids)
+        stack.stop_runner()  # the active runner leaves; the standby takes the lock
+        after = submit(client, user, "#!/bin/sh\necho taken over\n")
+        assert wait_for_state(client, user, after, "F", timeout=20)["Exit_status"] == 0
+    finally:
+        standby.terminate()
+        standby.wait(timeout=30)
+        stack.start_runner()
