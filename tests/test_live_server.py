@@ -60,6 +60,7 @@ def self_signed_pair(folder: str) -> tuple[str, str]:
 @pytest.fixture(scope="module")
 def live():
     require(redis_available(), f"Redis at {REDIS_URL}")
+    clear_rate_limits()
     data_dir = make_data_dir()
     cert, key = self_signed_pair(data_dir)
     port = free_port()
@@ -73,6 +74,11 @@ def live():
     yield {"base": base, "cert": cert, "user": "alice", "key": alice_key, "data_dir": data_dir}
     server.terminate()
     server.wait(timeout=30)
+    clear_rate_limits()
+
+
+def clear_rate_limits() -> None:
+    """Counts from an earlier run (same Redis) must not leak into this one."""
     import redis
 
     client = redis.Redis.from_url(REDIS_URL)
