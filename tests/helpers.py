@@ -49,3 +49,17 @@ def wait_for_state(client, account: Account, job_id: str, states: str, timeout: 
                 return last
         time.sleep(0.05)
     raise AssertionError(f"job {job_id} never reached {states}; last seen {last}")
+
+
+def wait_for_adapter_state(adapter, job_id: str, states, timeout: float, interval: float = 0.2):
+    """Poll a scheduler adapter's info() until the job is in one of `states`."""
+    import pytest
+
+    deadline = time.monotonic() + timeout
+    while True:
+        info = adapter.info(job_id)
+        if info.state in states:
+            return info
+        if time.monotonic() > deadline:
+            pytest.fail(f"job {job_id} still {info.state} ({info.comment}) after {timeout} s, want {states}")
+        time.sleep(interval)

@@ -18,6 +18,7 @@ import pytest
 from soca_api.pbs.request import JobRequest
 from soca_api.schedulers.base import JobNotFound, JobRejected, SubmitContext
 from soca_api.schedulers.pbs import PbsAdapter
+from tests.helpers import wait_for_adapter_state
 from tests.services import require_slurm
 
 pytestmark = pytest.mark.slurm
@@ -65,14 +66,7 @@ def adapter() -> PbsAdapter:
 
 
 def wait_for(adapter: PbsAdapter, job_id: str, states: set[str]):
-    deadline = time.monotonic() + WAIT_SECONDS
-    while True:
-        info = adapter.info(job_id)
-        if info.state in states:
-            return info
-        if time.monotonic() > deadline:
-            pytest.fail(f"job {job_id} still {info.state} after {WAIT_SECONDS} s (waiting for {states})")
-        time.sleep(0.25)
+    return wait_for_adapter_state(adapter, job_id, states, WAIT_SECONDS, interval=0.25)
 
 
 def test_submit_and_read_until_finished(adapter, context, submitter):

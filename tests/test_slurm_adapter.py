@@ -19,6 +19,7 @@ from datetime import datetime, timedelta
 import pytest
 
 from soca_api.pbs.request import ArraySpec, Dependency, JobRequest
+from soca_api.pbs.script import parse_script
 from soca_api.schedulers import slurm as slurm_module
 from soca_api.schedulers.base import (
     JobInfo,
@@ -29,6 +30,7 @@ from soca_api.schedulers.base import (
     SubmitContext,
 )
 from soca_api.schedulers.slurm import SUBMIT_REJECTED, SlurmAdapter
+from tests.helpers import wait_for_adapter_state
 from tests.services import require_slurm
 
 pytestmark = pytest.mark.slurm
@@ -97,18 +99,10 @@ def job(body: str, **fields: object) -> JobRequest:
 
 
 def wait_for(adapter: SlurmAdapter, job_id: str, states: str = "F", timeout: float = FINISH_TIMEOUT) -> JobInfo:
-    deadline = time.monotonic() + timeout
-    while True:
-        info = adapter.info(job_id)
-        if info.state in states:
-            return info
-        if time.monotonic() > deadline:
-            pytest.fail(f"job {job_id} still {info.state} ({info.comment}) after {timeout}s, want {states}")
-        time.sleep(0.2)
+    return wait_for_adapter_state(adapter, job_id, states, timeout)
 
 
 def test_seed_script_runs_as_the_user(adapter, context, account):
-    parse_script = pytest.importorskip("soca_api.pbs.script").parse_script
     job_id = adapter.submit(parse_script(SEED_SCRIPT), context)
     assert job_id.isdigit()
 
@@ -292,9 +286,8 @@ def test_script_file_is_private_and_fresh(adapter, context, account):
     wait_for(adapter, second)
 
 
+@pytest.mark.skipif(os.geteuid() != 0, reason="only a root service writes into other users' directories")
 def test_user_planted_link_is_not_followed(adapter, context, account, tmp_path):
-    if os.geteuid() != 0:
-        pytest.skip("only a root service writes into other users' directories")
     target = tmp_path / "root-only"
     target.mkdir()
     os.makedirs(context.job_dir)
