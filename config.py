@@ -60,6 +60,22 @@ def normalise_database_url(url: str) -> str:
     return url
 
 
+def server_settings() -> dict[str, object]:
+    """What gunicorn.conf.py serves with: address, HTTPS pair, workers (no side effects)."""
+    return {
+        "host": _env("HOST", "127.0.0.1"),
+        "port": _env_int("PORT", 8080),
+        "tls_cert": _env("TLS_CERT", ""),
+        "tls_key": _env("TLS_KEY", ""),
+        "workers": _env_int("WORKERS", 2),
+        "threads": _env_int("THREADS", 4),
+        "worker_class": _env("WORKER_CLASS", "gthread"),
+        "worker_timeout": _env_int("WORKER_TIMEOUT", 60),
+        "access_log": _env("ACCESS_LOG", "-"),
+        "start_runner": _env_bool("START_RUNNER", True) and _env("SCHEDULER", "local") == "local",
+    }
+
+
 def from_env() -> dict[str, object]:
     """The Flask config mapping built from the environment."""
     data_dir = Path(_env("DATA_DIR", str(DEFAULT_DATA_DIR))).resolve()
@@ -73,10 +89,6 @@ def from_env() -> dict[str, object]:
         # Largest accepted request; the script limit below is checked after decoding.
         "MAX_CONTENT_LENGTH": _env_int("MAX_REQUEST_BYTES", 4 * 1024 * 1024),
         "SOCA_MAX_SCRIPT_BYTES": _env_int("MAX_SCRIPT_BYTES", 1024 * 1024),
-        "SOCA_HOST": _env("HOST", "127.0.0.1"),
-        "SOCA_PORT": _env_int("PORT", 8080),
-        "SOCA_TLS_CERT": _env("TLS_CERT", ""),
-        "SOCA_TLS_KEY": _env("TLS_KEY", ""),
         "SOCA_REDIS_URL": redis_url,
         # Flask-Limiter: in-memory per process by default, shared through Redis when set.
         "RATELIMIT_STORAGE_URI": redis_url or "memory://",
@@ -98,12 +110,11 @@ def from_env() -> dict[str, object]:
         # Seconds between SIGTERM and SIGKILL when a job is deleted or over its walltime.
         "SOCA_LOCAL_KILL_DELAY": _env_float("LOCAL_KILL_DELAY", 5.0),
         "SOCA_DEFAULT_QUEUES": [q for q in _env("DEFAULT_QUEUES", "normal,high").split(",") if q],
-        "SOCA_SERVER_NAME": _env("SERVER_NAME", ""),
         # Web sign-in: a session ends after this long; a form's CSRF token lives as long
         # as the session (Flask-WTF's default one hour would expire long-open forms).
         "SOCA_WEB_SESSION_SECONDS": _env_int("WEB_SESSION_SECONDS", 12 * 3600),
         "WTF_CSRF_TIME_LIMIT": None,
         "SESSION_COOKIE_HTTPONLY": True,
         "SESSION_COOKIE_SAMESITE": "Lax",
-        "SESSION_COOKIE_SECURE": bool(_env("TLS_CERT", "")) or _env_bool("SECURE_COOKIES", False),
+        "SESSION_COOKIE_SECURE": bool(server_settings()["tls_cert"]) or _env_bool("SECURE_COOKIES", False),
     }

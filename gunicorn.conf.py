@@ -9,28 +9,28 @@ import sys
 import threading
 import time
 
-bind = f"{os.environ.get('SOCA_HOST', '127.0.0.1')}:{os.environ.get('SOCA_PORT', '8080')}"
-workers = int(os.environ.get("SOCA_WORKERS", "2"))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+# (Imported under another name: "config" is one of gunicorn's own setting names.)
+from config import server_settings as _server_settings  # noqa: E402 - the project's settings
+
+_server = _server_settings()
+bind = f"{_server['host']}:{_server['port']}"
+workers = _server["workers"]
 # Threads keep HTTP connections alive between polls and overlap database waits; the
 # service keeps no per-thread state outside Flask's contexts.
-worker_class = os.environ.get("SOCA_WORKER_CLASS", "gthread")
-threads = int(os.environ.get("SOCA_THREADS", "4"))
+worker_class = _server["worker_class"]
+threads = _server["threads"]
 keepalive = 5
 # No shared control socket in ~/.gunicorn: several services (and test servers) may run at once.
 control_socket_disable = True
-timeout = int(os.environ.get("SOCA_WORKER_TIMEOUT", "60"))
-accesslog = os.environ.get("SOCA_ACCESS_LOG", "-") or None  # empty: no access log
+timeout = _server["worker_timeout"]
+accesslog = _server["access_log"] or None  # empty: no access log
 # HTTPS when both are set (the seed requires a valid certificate in production).
-certfile = os.environ.get("SOCA_TLS_CERT") or None
-keyfile = os.environ.get("SOCA_TLS_KEY") or None
+certfile = _server["tls_cert"] or None
+keyfile = _server["tls_key"] or None
 umask = 0o077  # the database and keys the service writes are for its own account only
 
 _runner = {"process": None, "stop": False}
-
-
-def _runner_wanted() -> bool:
-    return (os.environ.get("SOCA_SCHEDULER", "local") == "local"
-            and os.environ.get("SOCA_START_RUNNER", "1") not in ("0", "false", "no"))
 
 
 def _supervise(server) -> None:
@@ -49,7 +49,7 @@ def _supervise(server) -> None:
 def when_ready(server):
     if certfile and keyfile:
         server.log.info("serving HTTPS with %s", certfile)
-    if _runner_wanted():
+    if _server["start_runner"]:
         threading.Thread(target=_supervise, args=(server,), daemon=True, name="runner-supervisor").start()
 
 

@@ -13,8 +13,7 @@ from datetime import datetime
 
 from soca_api.pbs.request import JobRequest
 
-# PBS job states (pbs-facts.md): the letters every backend reports in.
-QUEUED, HELD, WAITING, RUNNING, EXITING, FINISHED, ARRAY_BEGUN = "Q", "H", "W", "R", "E", "F", "B"
+# PBS job states (pbs-facts.md) are the letters every backend reports in.
 ACTIVE_STATES = frozenset({"Q", "H", "W", "T", "R", "S", "U", "E", "B"})
 
 # PBS substates, as a real OpenPBS reports them with each state.
@@ -23,7 +22,6 @@ SUBSTATE_DELETED = 91
 
 # PBS-style Exit_status values (pbs-facts.md).
 EXIT_KILLED_BY_SIGNAL_BASE = 256
-EXIT_RERUN = -11
 EXIT_WALLTIME = -29
 EXIT_ABORTED_ON_RESTART = -4  # JOB_EXEC_INITABT: non-rerunable job lost with its executor
 
