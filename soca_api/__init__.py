@@ -35,7 +35,13 @@ def _private_sqlite_file(uri: str) -> None:
         return
     path = uri.removeprefix("sqlite:///").split("?", 1)[0]
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
+    # Never open (and close) an existing database file: closing any descriptor of it
+    # drops every POSIX lock this process holds on it, under SQLite's feet.
+    if not os.path.exists(path):
+        try:
+            os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+        except FileExistsError:
+            pass  # another process created it meanwhile
     for suffix in ("", "-wal", "-shm"):
         if os.path.exists(path + suffix) and os.stat(path + suffix).st_mode & 0o077:
             os.chmod(path + suffix, 0o600)

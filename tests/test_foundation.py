@@ -93,9 +93,12 @@ def test_database_holds_no_usable_key_or_password(app, make_user, stack):
         database_file = app.config["SQLALCHEMY_DATABASE_URI"].removeprefix("sqlite:///")
         for suffix in ("", "-wal"):
             if os.path.exists(database_file + suffix):
-                raw = open(database_file + suffix, "rb").read()
-                assert account.key.encode() not in raw
-                assert b"Secret-Pass-123" not in raw
+                # Read by another process: closing a descriptor of the database file here
+                # would drop this process's SQLite locks.
+                for secret in (account.key, "Secret-Pass-123"):
+                    found = subprocess.run(["grep", "-c", "-a", "-F", secret, database_file + suffix],
+                                           capture_output=True, text=True, timeout=30)
+                    assert found.stdout.strip() == "0", f"{secret[:8]}... found in {suffix or 'the database'}"
 
 
 def test_repeated_failures_are_rate_limited_with_retry_after(app, client, user):
@@ -235,3 +238,19 @@ def test_sqlite_database_is_private_to_the_service(stack):
     for suffix in ("", "-wal", "-shm"):
         if os.path.exists(path + suffix):
             assert os.stat(path + suffix).st_mode & 0o077 == 0, suffix
+
+
+def test_a_second_app_on_the_same_database_leaves_it_usable(stack, client, user):
+    """Creating an app must never open the existing SQLite file: closing that descriptor
+    would drop this process's SQLite locks (a runner then saw a "disk I/O error")."""
+    from soca_api import create_app
+
+    create_app({"SOCA_DATA_DIR": stack.data_dir, "SECRET_KEY": "x",
+                "SQLALCHEMY_DATABASE_URI": stack.app.config["SQLALCHEMY_DATABASE_URI"]})
+    if stack.kind == "sqlite":
+        import sqlite3
+
+        path = stack.app.config["SQLALCHEMY_DATABASE_URI"].removeprefix("sqlite:///")
+        with sqlite3.connect(path) as other:  # as another process would read it
+            assert other.execute("select count(*) from users").fetchone()[0] > 0
+    assert client.get("/api/scheduler/jobs", headers=user.headers).status_code == 200
