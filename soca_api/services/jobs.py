@@ -236,6 +236,11 @@ def job_info(user: User, job_id: str) -> JobInfo:
 
     Anyone else gets the same answer as for an unknown job, so ids cannot be probed.
     """
+    return _lookup(user, job_id)[0]
+
+
+def _lookup(user: User, job_id: str) -> tuple[JobInfo, Job | None]:
+    """The job's normalised value and the service's record of it (None: not ours)."""
     adapter = get_adapter()
     record = find_record(job_id)
     if record is not None and not _visible(user, record.owner):
@@ -247,7 +252,7 @@ def job_info(user: User, job_id: str) -> JobInfo:
         info = record_info(record)
         if info.is_finished and _history_expired(record):
             raise ApiError(404, JOB_GONE)
-        return info
+        return info, record
     try:
         info = adapter.info(job_id)
     except JobNotFound:
@@ -267,7 +272,7 @@ def job_info(user: User, job_id: str) -> JobInfo:
         raise ApiError(404, JOB_GONE)
     if info.is_finished and record is not None and _history_expired(record):
         raise ApiError(404, JOB_GONE)
-    return info
+    return info, record
 
 
 def _sync_record(record: Job, info: JobInfo) -> None:
@@ -300,9 +305,8 @@ def get_attributes(user: User, job_id: str) -> dict[str, object]:
 
 # -- delete --------------------------------------------------------------------------------
 def delete(user: User, job_id: str) -> None:
-    info = job_info(user, job_id)
+    info, record = _lookup(user, job_id)
     adapter = get_adapter()
-    record = find_record(job_id)
     if info.is_finished:
         # Still visible from history: remove it from view, as SOCA clients expect.
         if record is not None:
@@ -323,7 +327,7 @@ def delete(user: User, job_id: str) -> None:
 
 def hold_or_release(user: User, job_id: str, action: str) -> str:
     """qhold / qrls for the job's owner or an admin; answers the new state."""
-    info = job_info(user, job_id)
+    info, record = _lookup(user, job_id)
     if info.is_finished:
         raise ApiError(409, f"Job {job_id} has finished")
     if action == "hold" and info.state not in ("Q", "H", "W"):
@@ -338,7 +342,6 @@ def hold_or_release(user: User, job_id: str, action: str) -> str:
         raise ApiError(404, JOB_GONE) from None
     except SchedulerError as exc:
         raise ApiError(exc.status, exc.message) from None
-    record = find_record(job_id)
     if record is not None and adapter.name != "local":
         record.hold = action == "hold"
         db.session.commit()
