@@ -148,3 +148,21 @@ class Job(db.Model):
     comment: Mapped[str | None] = mapped_column(sa.Text)
     delete_requested: Mapped[bool] = mapped_column(default=False)
     deleted_at: Mapped[datetime | None] = mapped_column()
+
+
+class IdempotencyKey(db.Model):
+    """A client's Idempotency-Key for one job submission, written in the job's own
+    transaction: a retry finds the job the first try created, even after a crash."""
+
+    __tablename__ = "idempotency_keys"
+    __table_args__ = (
+        # Concurrent duplicates: the second insert fails instead of making a second job.
+        sa.UniqueConstraint("owner", "idempotency_key", name="uq_idempotency_keys_owner_key"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    owner: Mapped[str] = mapped_column(sa.String(32))
+    idempotency_key: Mapped[str] = mapped_column(sa.String(128))
+    payload_digest: Mapped[str] = mapped_column(sa.String(64))
+    job_id: Mapped[int] = mapped_column(sa.ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)

@@ -11,6 +11,8 @@ QUEUE_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,14}$")
 JOB_ID = re.compile(r"^[0-9]+(\[[0-9]*\])?(\.[A-Za-z0-9_.-]+)?$")
 EMAIL = re.compile(r"^[A-Za-z0-9._%+-]{1,64}@[A-Za-z0-9.-]{1,253}\.[A-Za-z]{2,63}$")
 INSTANCE_TYPE = re.compile(r"^[a-z0-9][a-z0-9-]*(\.[a-z0-9-]+)?$")
+# Idempotency-Key header: long enough to be unique per client (a UUID is 36), no spaces.
+IDEMPOTENCY_KEY = re.compile(r"^[A-Za-z0-9_.:-]{8,128}$")
 
 
 def is_valid(pattern: re.Pattern[str], value: object) -> bool:

@@ -25,11 +25,24 @@ class JobResource(ApiResource):
         consumes: [multipart/form-data, application/x-www-form-urlencoded]
         parameters:
           - {name: payload, in: formData, type: string, required: true, description: "The job script, base64-encoded (standard, unpadded or URL-safe)"}
+          - name: Idempotency-Key
+            in: header
+            type: string
+            required: false
+            pattern: '^[A-Za-z0-9_.:-]{8,128}$'
+            minLength: 8
+            maxLength: 128
+            description: >
+              Makes a retry safe: the same key from the same user within 24 hours answers
+              the job the first request created (the same envelope) and creates nothing,
+              even if the server was killed in between. The same key with another script
+              is a 409. A UUID is a good key.
         responses:
           200: {description: 'The job id, as {"success": true, "message": "11313"}', schema: {$ref: '#/definitions/Envelope'}}
-          400: {description: 'Invalid script (the message names the line), queue rule or scheduler refusal', schema: {$ref: '#/definitions/Envelope'}}
+          400: {description: 'Invalid script (the message names the line), Idempotency-Key, queue rule or scheduler refusal', schema: {$ref: '#/definitions/Envelope'}}
           401: {description: Not authenticated, schema: {$ref: '#/definitions/Envelope'}}
           403: {description: A queue rule refuses the job, schema: {$ref: '#/definitions/Envelope'}}
+          409: {description: 'The Idempotency-Key was used with another script, or its first request is still being submitted (Retry-After)', schema: {$ref: '#/definitions/Envelope'}}
           413: {description: Script larger than SOCA_MAX_SCRIPT_BYTES, schema: {$ref: '#/definitions/Envelope'}}
           503: {description: Scheduler unavailable, schema: {$ref: '#/definitions/Envelope'}}
           504: {description: Scheduler timed out, schema: {$ref: '#/definitions/Envelope'}}
@@ -37,7 +50,7 @@ class JobResource(ApiResource):
         from flask import request
 
         payload = request.form.get("payload")
-        job_id = jobs.submit(self.user, payload)
+        job_id = jobs.submit(self.user, payload, idempotency_key=request.headers.get("Idempotency-Key"))
         return self.ok(job_id)
 
     def get(self):

@@ -31,7 +31,7 @@ from soca_api.schedulers.base import (
     SubmitContext,
 )
 from soca_api.schedulers.records import record_info
-from soca_api.services import audit, identity, queue_rules
+from soca_api.services import audit, identity, idempotency, queue_rules
 from soca_api.services.qstat_view import qstat_attributes
 from soca_api.validation import (
     JOB_ID,
@@ -108,8 +108,15 @@ def request_record(request: JobRequest) -> dict[str, object]:
     }
 
 
-def submit(user: User, payload: str | None) -> str:
+def submit(user: User, payload: str | None, *, idempotency_key: str | None = None) -> str:
+    """The new job's id; with an idempotency key already used by this user (24 h), the
+    id of the job that key created, and nothing new."""
     request = parse_payload(payload)
+    claim = idempotency.claim(user.name, idempotency_key, request.script)
+    if claim is not None:
+        earlier = idempotency.replay(claim)
+        if earlier is not None:
+            return earlier
     queue = request.queue or default_queue()
     request = queue_rules.check_submission(user, request, queue)
     request.queue = queue  # the queue the rules were checked against is the one used
@@ -124,8 +131,15 @@ def submit(user: User, payload: str | None) -> str:
     probe_dir = os.path.join(ident.base_dir, *ident.sub_dirs, f"{request.name}_0")
     _resolve_path(request.output_path, "o", probe_dir, ident.confined, "-o")
     _resolve_path(request.error_path, "e", probe_dir, ident.confined, "-e")
-    with _single_writer(adapter.name == "local"):
-        return _record_and_submit(user, request, queue, adapter, ident)
+    try:
+        with _single_writer(adapter.name == "local"):
+            return _record_and_submit(user, request, queue, adapter, ident, claim)
+    except idempotency.DuplicateKey:
+        # A concurrent request with the same key won the race: answer its job.
+        earlier = idempotency.replay(claim)
+        if earlier is None:  # the winner was refused meanwhile, which freed the key
+            raise ApiError(409, f"A concurrent request with this {idempotency.HEADER} failed; retry") from None
+        return earlier
 
 
 # SQLite takes one writer at a time and makes the others sleep in coarse steps (1, 2, 5,
@@ -153,7 +167,8 @@ def _single_writer(wanted: bool):
             fcntl.flock(_writer_lock_fd, fcntl.LOCK_UN)
 
 
-def _record_and_submit(user: User, request: JobRequest, queue: str, adapter, ident) -> str:
+def _record_and_submit(user: User, request: JobRequest, queue: str, adapter, ident,
+                       claim: idempotency.Claim | None = None) -> str:
     home = ident.run_as.home if ident.run_as and not ident.confined else os.path.join(
         ident.base_dir, *ident.sub_dirs)
     job = Job(backend=adapter.name, owner=user.name, name=request.name, queue=queue,
@@ -162,6 +177,8 @@ def _record_and_submit(user: User, request: JobRequest, queue: str, adapter, ide
               rerunable=request.rerunable, hold=request.hold, start_after=request.start_after)
     db.session.add(job)
     db.session.flush()  # the record id names the job folder
+    if claim is not None:
+        idempotency.record(job, claim)  # same transaction as the row: no window
     try:
         job_dir = identity.make_job_dir(ident, f"{request.name}_{job.id}")
     except (OSError, ValueError) as exc:
@@ -196,6 +213,7 @@ def _record_and_submit(user: User, request: JobRequest, queue: str, adapter, ide
         job_id = adapter.submit(request, context)
     except SchedulerError as exc:
         job.state, job.deleted_at, job.comment = "F", utcnow(), f"refused: {exc.detail or exc.message}"
+        idempotency.forget(job)
         db.session.commit()
         audit.record("job.refused", actor=user.name, target=queue, success=False,
                      detail=exc.detail or exc.message)
