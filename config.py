@@ -73,6 +73,8 @@ def server_settings() -> dict[str, object]:
         "worker_timeout": _env_int("WORKER_TIMEOUT", 60),
         "access_log": _env("ACCESS_LOG", "-"),
         "start_runner": _env_bool("START_RUNNER", True) and _env("SCHEDULER", "local") == "local",
+        # Strict-Transport-Security max-age on every answer served over HTTPS (0: none).
+        "hsts_seconds": _env_int("HSTS_SECONDS", 365 * 24 * 3600),
     }
 
 
@@ -117,4 +119,5 @@ def from_env() -> dict[str, object]:
         "SESSION_COOKIE_HTTPONLY": True,
         "SESSION_COOKIE_SAMESITE": "Lax",
         "SESSION_COOKIE_SECURE": bool(server_settings()["tls_cert"]) or _env_bool("SECURE_COOKIES", False),
+        "SOCA_HSTS_SECONDS": server_settings()["hsts_seconds"],
     }

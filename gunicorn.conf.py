@@ -30,6 +30,12 @@ certfile = _server["tls_cert"] or None
 keyfile = _server["tls_key"] or None
 umask = 0o077  # the database and keys the service writes are for its own account only
 
+# gunicorn answers 414/431/400 itself, before the app: in the service's JSON envelope.
+import gunicorn.util  # noqa: E402
+from soca_api.gunicorn_errors import json_error_writer  # noqa: E402
+
+gunicorn.util.write_error = json_error_writer(_server["hsts_seconds"] if certfile and keyfile else 0)
+
 _runner = {"process": None, "stop": False}
 
 
@@ -42,8 +48,27 @@ def _supervise(server) -> None:
         code = process.wait()
         if _runner["stop"]:
             break
+        if code == 0:
+            # The runner exits 0 only when told to stop: usually the whole service is
+            # stopping (a SIGTERM to its process group, which reaches the runner before
+            # the master acts on it). Not an error; restart only if the master serves on.
+            server.log.info("local runner stopped (exit 0)")
+            if _master_stopping(server, wait=3.0):
+                break
+            server.log.info("local runner restarting: the service still runs")
+            continue
         server.log.error("local runner exited with %s; restarting in 1 s", code)
         time.sleep(1)
+
+
+def _master_stopping(server, wait: float) -> bool:
+    """Whether the master is shutting down (it drops its listeners first), within `wait` s."""
+    deadline = time.monotonic() + wait
+    while time.monotonic() < deadline:
+        if _runner["stop"] or not server.LISTENERS:
+            return True
+        time.sleep(0.1)
+    return False
 
 
 def when_ready(server):

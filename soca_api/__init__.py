@@ -57,6 +57,26 @@ class WebSessionInterface(SecureCookieSessionInterface):
         return super().open_session(app, request)
 
 
+def _drain_refused_body() -> None:
+    """Read (and drop) the rest of a refused body of moderate size before answering 413:
+    a server that closes with unread data resets the connection, and the client never
+    reads the JSON answer. A body over four times the limit is not worth reading."""
+    from flask import current_app
+
+    length = request.content_length or 0
+    if length > 4 * (current_app.config["MAX_CONTENT_LENGTH"] or 0):
+        return
+    stream = request.environ.get("wsgi.input")
+    try:
+        while length > 0:
+            chunk = stream.read(min(length, 65536))
+            if not chunk:
+                break
+            length -= len(chunk)
+    except (OSError, ValueError):
+        pass  # the client went away: nothing left to answer
+
+
 def create_app(overrides: dict | None = None) -> Flask:
     app = Flask(__name__)
     app.session_interface = WebSessionInterface()
@@ -68,7 +88,7 @@ def create_app(overrides: dict | None = None) -> Flask:
 
     from soca_api import apidoc, cli, models, schedulers  # noqa: F401 - models registers the tables
     from soca_api.api import blueprint as api_blueprint
-    from soca_api.errors import error_response
+    from soca_api.errors import envelope, error_response
     from soca_api.extensions import csrf, db, limiter, migrate
 
     db.init_app(app)
@@ -95,6 +115,21 @@ def create_app(overrides: dict | None = None) -> Flask:
         if request.path.startswith("/api/"):
             return error_response(exc)
         return error_page(exc.code or 500)
+
+    @app.after_request
+    def api_options_and_hsts(response):
+        # Flask answers OPTIONS itself with an empty HTML page: under /api/ it is the
+        # envelope too, listing the methods (also in the Allow header).
+        if (request.method == "OPTIONS" and request.path.startswith("/api/")
+                and response.status_code == 200 and response.mimetype != "application/json"):
+            allowed = response.headers.get("Allow", "")
+            response = envelope(True, [m.strip() for m in allowed.split(",") if m.strip()])
+            response.headers["Allow"] = allowed
+        if response.status_code == 413:
+            _drain_refused_body()
+        if request.is_secure and app.config["SOCA_HSTS_SECONDS"] > 0:
+            response.headers["Strict-Transport-Security"] = f"max-age={app.config['SOCA_HSTS_SECONDS']}"
+        return response
 
     @app.errorhandler(Exception)
     def unexpected_error(exc: Exception):
