@@ -112,7 +112,7 @@ class UserResource(ApiResource):
         tags: [Users]
         summary: Show a user (admins)
         parameters:
-          - {name: user, in: query, type: string, required: true, description: user name}
+          - {name: user, in: query, type: string, required: true, pattern: '^[a-z_][a-z0-9_.-]{0,31}$', maxLength: 32, description: user name}
         responses:
           200: {description: '{"name", "email", "admin", "active", "groups", "created"}', schema: {$ref: '#/definitions/Envelope'}}
           400: {description: Missing or invalid user, schema: {$ref: '#/definitions/Envelope'}}
@@ -134,9 +134,9 @@ class UserResource(ApiResource):
         summary: Create a user (admins)
         consumes: [multipart/form-data, application/x-www-form-urlencoded]
         parameters:
-          - {name: user, in: formData, type: string, required: true, description: 'user name, ^[a-z_][a-z0-9_.-]{0,31}$'}
+          - {name: user, in: formData, type: string, required: true, pattern: '^[a-z_][a-z0-9_.-]{0,31}$', maxLength: 32, description: 'user name, ^[a-z_][a-z0-9_.-]{0,31}$'}
           - {name: password, in: formData, type: string, required: true, description: 'at least 10 characters, two kinds of characters, not containing the user name'}
-          - {name: email, in: formData, type: string, required: true, description: e-mail address}
+          - {name: email, in: formData, type: string, required: true, pattern: '^[A-Za-z0-9._%+-]{1,64}@[A-Za-z0-9.-]{1,253}\\.[A-Za-z]{2,63}$', description: e-mail address}
           - {name: sudoers, in: formData, type: string, required: false, description: 'true to make the user an admin (default false)'}
         responses:
           200: {description: Added user, schema: {$ref: '#/definitions/Envelope'}}
@@ -165,8 +165,8 @@ class UserResource(ApiResource):
         summary: Delete a user (admins; not yourself)
         consumes: [multipart/form-data, application/x-www-form-urlencoded]
         parameters:
-          - {name: user, in: formData, type: string, required: false, description: user name (form field)}
-          - {name: user, in: query, type: string, required: false, description: user name (query string)}
+          - {name: user, in: formData, type: string, required: false, pattern: '^[a-z_][a-z0-9_.-]{0,31}$', maxLength: 32, description: user name (form field)}
+          - {name: user, in: query, type: string, required: false, pattern: '^[a-z_][a-z0-9_.-]{0,31}$', maxLength: 32, description: user name (query string)}
         responses:
           200: {description: Deleted user., schema: {$ref: '#/definitions/Envelope'}}
           400: {description: Missing or invalid user, schema: {$ref: '#/definitions/Envelope'}}
@@ -212,7 +212,7 @@ class GroupResource(ApiResource):
         tags: [Groups]
         summary: Show a group and its members (admins)
         parameters:
-          - {name: group, in: query, type: string, required: true, description: group name}
+          - {name: group, in: query, type: string, required: true, pattern: '^[a-z_][a-z0-9_.-]{0,31}$', maxLength: 32, description: group name}
         responses:
           200: {description: '{"name", "gid", "members"}', schema: {$ref: '#/definitions/Envelope'}}
           400: {description: Missing or invalid group, schema: {$ref: '#/definitions/Envelope'}}
@@ -234,8 +234,8 @@ class GroupResource(ApiResource):
         summary: Create a group (admins)
         consumes: [multipart/form-data, application/x-www-form-urlencoded]
         parameters:
-          - {name: group, in: formData, type: string, required: true, description: 'group name, ^[a-z_][a-z0-9_.-]{0,31}$'}
-          - {name: gid, in: formData, type: integer, required: false, description: 'POSIX gid, unique'}
+          - {name: group, in: formData, type: string, required: true, pattern: '^[a-z_][a-z0-9_.-]{0,31}$', maxLength: 32, description: 'group name, ^[a-z_][a-z0-9_.-]{0,31}$'}
+          - {name: gid, in: formData, type: integer, required: false, minimum: 0, maximum: 2147483647, description: 'POSIX gid, unique'}
           - {name: members, in: formData, type: string, required: false, description: comma-separated user names}
         responses:
           200: {description: Group created, schema: {$ref: '#/definitions/Envelope'}}
@@ -264,8 +264,8 @@ class GroupResource(ApiResource):
         summary: Change a group's members (admins)
         consumes: [multipart/form-data, application/x-www-form-urlencoded]
         parameters:
-          - {name: group, in: formData, type: string, required: true, description: group name}
-          - {name: user, in: formData, type: string, required: true, description: user name}
+          - {name: group, in: formData, type: string, required: true, pattern: '^[a-z_][a-z0-9_.-]{0,31}$', maxLength: 32, description: group name}
+          - {name: user, in: formData, type: string, required: true, pattern: '^[a-z_][a-z0-9_.-]{0,31}$', maxLength: 32, description: user name}
           - {name: action, in: formData, type: string, enum: [add, remove], required: true, description: add or remove}
         responses:
           200: {description: 'User added to group / User removed from group', schema: {$ref: '#/definitions/Envelope'}}
@@ -298,8 +298,8 @@ class GroupResource(ApiResource):
         summary: Delete a group (admins)
         consumes: [multipart/form-data, application/x-www-form-urlencoded]
         parameters:
-          - {name: group, in: formData, type: string, required: false, description: group name (form field)}
-          - {name: group, in: query, type: string, required: false, description: group name (query string)}
+          - {name: group, in: formData, type: string, required: false, pattern: '^[a-z_][a-z0-9_.-]{0,31}$', maxLength: 32, description: group name (form field)}
+          - {name: group, in: query, type: string, required: false, pattern: '^[a-z_][a-z0-9_.-]{0,31}$', maxLength: 32, description: group name (query string)}
         responses:
           200: {description: Group deleted, schema: {$ref: '#/definitions/Envelope'}}
           400: {description: Missing or invalid group, schema: {$ref: '#/definitions/Envelope'}}
@@ -343,7 +343,7 @@ class SudoResource(ApiResource):
         tags: [Users]
         summary: Is a user an admin? (admins)
         parameters:
-          - {name: user, in: query, type: string, required: true, description: user name}
+          - {name: user, in: query, type: string, required: true, pattern: '^[a-z_][a-z0-9_.-]{0,31}$', maxLength: 32, description: user name}
         responses:
           200: {description: '{"user": name, "admin": bool}', schema: {$ref: '#/definitions/Envelope'}}
           400: {description: Missing or invalid user, schema: {$ref: '#/definitions/Envelope'}}
@@ -365,7 +365,7 @@ class SudoResource(ApiResource):
         summary: Grant admin rights (admins)
         consumes: [multipart/form-data, application/x-www-form-urlencoded]
         parameters:
-          - {name: user, in: formData, type: string, required: true, description: user name}
+          - {name: user, in: formData, type: string, required: true, pattern: '^[a-z_][a-z0-9_.-]{0,31}$', maxLength: 32, description: user name}
         responses:
           200: {description: User is now an admin, schema: {$ref: '#/definitions/Envelope'}}
           400: {description: Missing or invalid user, schema: {$ref: '#/definitions/Envelope'}}
@@ -389,8 +389,8 @@ class SudoResource(ApiResource):
         summary: Revoke admin rights (admins)
         consumes: [multipart/form-data, application/x-www-form-urlencoded]
         parameters:
-          - {name: user, in: formData, type: string, required: false, description: user name (form field)}
-          - {name: user, in: query, type: string, required: false, description: user name (query string)}
+          - {name: user, in: formData, type: string, required: false, pattern: '^[a-z_][a-z0-9_.-]{0,31}$', maxLength: 32, description: user name (form field)}
+          - {name: user, in: query, type: string, required: false, pattern: '^[a-z_][a-z0-9_.-]{0,31}$', maxLength: 32, description: user name (query string)}
         responses:
           200: {description: User is no longer an admin, schema: {$ref: '#/definitions/Envelope'}}
           400: {description: Missing or invalid user, schema: {$ref: '#/definitions/Envelope'}}
@@ -420,7 +420,7 @@ class ResetPasswordResource(ApiResource):
         description: Every web session of the user ends; API keys stay valid.
         consumes: [multipart/form-data, application/x-www-form-urlencoded]
         parameters:
-          - {name: user, in: formData, type: string, required: true, description: user name}
+          - {name: user, in: formData, type: string, required: true, pattern: '^[a-z_][a-z0-9_.-]{0,31}$', maxLength: 32, description: user name}
           - {name: password, in: formData, type: string, required: true, description: 'the new password: at least 10 characters, two kinds of characters, not containing the user name'}
           - {name: current_password, in: formData, type: string, required: false, description: 'the current password (required unless the caller is an admin)'}
         responses:
@@ -501,7 +501,7 @@ class QueueResource(ApiResource):
         tags: [Queues]
         summary: Show a queue with its rules (admins)
         parameters:
-          - {name: name, in: query, type: string, required: true, description: queue name}
+          - {name: name, in: query, type: string, required: true, pattern: '^[A-Za-z][A-Za-z0-9_-]{0,14}$', maxLength: 15, description: queue name}
         responses:
           200: {description: '{"name", "enabled", "rules": {...}, "created"}', schema: {$ref: '#/definitions/Envelope'}}
           400: {description: Missing or invalid name, schema: {$ref: '#/definitions/Envelope'}}
@@ -527,7 +527,7 @@ class QueueResource(ApiResource):
           a 400 naming it.
         consumes: [multipart/form-data, application/x-www-form-urlencoded]
         parameters:
-          - {name: name, in: formData, type: string, required: true, description: 'queue name, ^[A-Za-z][A-Za-z0-9_-]{0,14}$'}
+          - {name: name, in: formData, type: string, required: true, pattern: '^[A-Za-z][A-Za-z0-9_-]{0,14}$', maxLength: 15, description: 'queue name, ^[A-Za-z][A-Za-z0-9_-]{0,14}$'}
           - {name: type, in: formData, type: string, required: false, description: accepted for SOCA compatibility and ignored}
           - {name: enabled, in: formData, type: string, required: false, description: 'true (default) or false'}
           - RULES
@@ -558,7 +558,7 @@ class QueueResource(ApiResource):
         summary: Change a queue's rules (admins)
         consumes: [multipart/form-data, application/x-www-form-urlencoded]
         parameters:
-          - {name: name, in: formData, type: string, required: true, description: queue name}
+          - {name: name, in: formData, type: string, required: true, pattern: '^[A-Za-z][A-Za-z0-9_-]{0,14}$', maxLength: 15, description: queue name}
           - {name: enabled, in: formData, type: string, required: false, description: true or false}
           - RULES
         responses:
@@ -586,8 +586,8 @@ class QueueResource(ApiResource):
         description: On PBS with SOCA_PBS_MANAGE_QUEUES the PBS queue is deleted too (qmgr).
         consumes: [multipart/form-data, application/x-www-form-urlencoded]
         parameters:
-          - {name: name, in: formData, type: string, required: false, description: queue name (form field)}
-          - {name: name, in: query, type: string, required: false, description: queue name (query string)}
+          - {name: name, in: formData, type: string, required: false, pattern: '^[A-Za-z][A-Za-z0-9_-]{0,14}$', maxLength: 15, description: queue name (form field)}
+          - {name: name, in: query, type: string, required: false, pattern: '^[A-Za-z][A-Za-z0-9_-]{0,14}$', maxLength: 15, description: queue name (query string)}
           - {name: type, in: formData, type: string, required: false, description: accepted for SOCA compatibility and ignored}
         responses:
           200: {description: Queue deleted, schema: {$ref: '#/definitions/Envelope'}}
@@ -618,12 +618,12 @@ class AuditResource(ApiResource):
           Pass `next_before` from one page as `before` to get the next; it is null on the
           last page. `since` is inclusive, `until` exclusive; times without a zone are UTC.
         parameters:
-          - {name: user, in: query, type: string, required: false, description: 'the actor (user name, "cli", ...)'}
-          - {name: action, in: query, type: string, required: false, description: 'an action (user.create) or a prefix ending in * (user.*)'}
-          - {name: since, in: query, type: string, required: false, description: 'ISO 8601, e.g. 2026-11-28T13:00:00Z'}
-          - {name: until, in: query, type: string, required: false, description: ISO 8601}
-          - {name: limit, in: query, type: integer, required: false, description: 'events per page, 1 to 1000 (default 100)'}
-          - {name: before, in: query, type: integer, required: false, description: only events with a smaller id (the cursor)}
+          - {name: user, in: query, type: string, required: false, pattern: '^[A-Za-z0-9_.-]{1,64}$', description: 'the actor (user name, "cli", ...)'}
+          - {name: action, in: query, type: string, required: false, pattern: '^(?:[a-z0-9_.]{1,64}\\*?|\\*)$', description: 'an action (user.create) or a prefix ending in * (user.*)'}
+          - {name: since, in: query, type: string, required: false, maxLength: 40, description: 'ISO 8601, e.g. 2026-11-28T13:00:00Z'}
+          - {name: until, in: query, type: string, required: false, maxLength: 40, description: ISO 8601}
+          - {name: limit, in: query, type: integer, required: false, minimum: 1, maximum: 1000, description: 'events per page, 1 to 1000 (default 100)'}
+          - {name: before, in: query, type: integer, required: false, minimum: 1, maximum: 9223372036854775807, description: only events with a smaller id (the cursor)}
         responses:
           200: {description: '{"events": [{"id", "at", "actor", "action", "target", "success", "detail", "remote_addr"}], "next_before": id or null}', schema: {$ref: '#/definitions/Envelope'}}
           400: {description: Invalid filter (named), schema: {$ref: '#/definitions/Envelope'}}

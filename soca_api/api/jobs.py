@@ -11,9 +11,15 @@ _ENV = "{$ref: '#/definitions/Envelope'}"
 _DIGITS = re.compile(r"^\d{1,12}$")
 
 
-def _int_param(resource: ApiResource, name: str, default: int | None) -> int | None:
+def _int_param(resource: ApiResource, name: str, default: int | None, low: int = 0,
+               high: int = 999_999_999_999) -> int | None:
+    """A whole number from `low` to `high` (as the spec states); out of range is a 400, never clamped."""
     value = resource.param(name, required=False, pattern=_DIGITS, describe="a whole number")
-    return int(value) if value is not None else default
+    if value is None:
+        return default
+    if not low <= int(value) <= high:
+        raise ApiError(400, f"{name} is invalid: it must be from {low} to {high}")
+    return int(value)
 
 
 class JobResource(ApiResource):
@@ -24,7 +30,7 @@ class JobResource(ApiResource):
         summary: Submit a job
         consumes: [multipart/form-data, application/x-www-form-urlencoded]
         parameters:
-          - {name: payload, in: formData, type: string, required: true, description: "The job script, base64-encoded (standard, unpadded or URL-safe)"}
+          - {name: payload, in: formData, type: string, required: true, minLength: 1, description: "The job script, base64-encoded (standard, unpadded or URL-safe)"}
           - name: Idempotency-Key
             in: header
             type: string
@@ -59,7 +65,7 @@ class JobResource(ApiResource):
         tags: [Jobs]
         summary: Get a job
         parameters:
-          - {name: job_id, in: query, type: string, required: true, description: "e.g. 11313, 11313[], 11313[2], 11313.server"}
+          - {name: job_id, in: query, type: string, required: true, pattern: '^[0-9]+(\\[[0-9]*\\])?(\\.[A-Za-z0-9_.-]+)?$', description: "e.g. 11313, 11313[], 11313[2], 11313.server"}
         responses:
           200: {description: 'The job''s attributes (Job_Name, Job_Owner, job_state, queue, Resource_List...)', schema: {$ref: '#/definitions/Envelope'}}
           400: {description: Missing or invalid job_id, schema: {$ref: '#/definitions/Envelope'}}
@@ -76,7 +82,7 @@ class JobResource(ApiResource):
         summary: Hold or release a job (owner or admin)
         consumes: [multipart/form-data, application/x-www-form-urlencoded]
         parameters:
-          - {name: job_id, in: formData, type: string, required: true}
+          - {name: job_id, in: formData, type: string, required: true, pattern: '^[0-9]+(\\[[0-9]*\\])?(\\.[A-Za-z0-9_.-]+)?$'}
           - {name: action, in: formData, type: string, enum: [hold, release], required: true}
         responses:
           200: {description: Job held / Job released, schema: {$ref: '#/definitions/Envelope'}}
@@ -100,8 +106,8 @@ class JobResource(ApiResource):
         summary: Delete a job (owner or admin)
         consumes: [multipart/form-data, application/x-www-form-urlencoded]
         parameters:
-          - {name: job_id, in: query, type: string, required: false, description: 'The job id (query string, as in the seed)'}
-          - {name: job_id, in: formData, type: string, required: false, description: 'The job id (form field, as SOCA reads it)'}
+          - {name: job_id, in: query, type: string, required: false, pattern: '^[0-9]+(\\[[0-9]*\\])?(\\.[A-Za-z0-9_.-]+)?$', description: 'The job id (query string, as in the seed)'}
+          - {name: job_id, in: formData, type: string, required: false, pattern: '^[0-9]+(\\[[0-9]*\\])?(\\.[A-Za-z0-9_.-]+)?$', description: 'The job id (form field, as SOCA reads it)'}
         responses:
           200: {description: Job deleted, schema: {$ref: '#/definitions/Envelope'}}
           400: {description: Missing or invalid job_id, schema: {$ref: '#/definitions/Envelope'}}
@@ -121,11 +127,11 @@ class JobsResource(ApiResource):
         tags: [Jobs]
         summary: List jobs (newest first, paged)
         parameters:
-          - {name: user, in: query, type: string, required: false, description: Only this user's jobs (admins)}
+          - {name: user, in: query, type: string, required: false, pattern: '^[a-z_][a-z0-9_.-]{0,31}$', maxLength: 32, description: Only this user's jobs (admins)}
           - {name: state, in: query, type: string, required: false, enum: [Q, H, W, R, E, S, B, F], description: "Only this state; F lists finished jobs of the whole history"}
-          - {name: queue, in: query, type: string, required: false}
-          - {name: limit, in: query, type: integer, required: false, default: 100, maximum: 1000}
-          - {name: before, in: query, type: integer, required: false, description: The next_before value of the previous page}
+          - {name: queue, in: query, type: string, required: false, pattern: '^[A-Za-z][A-Za-z0-9_-]{0,14}$', maxLength: 15}
+          - {name: limit, in: query, type: integer, required: false, default: 100, minimum: 1, maximum: 1000}
+          - {name: before, in: query, type: integer, required: false, minimum: 0, maximum: 999999999999, description: The next_before value of the previous page}
         responses:
           200: {description: 'Object keyed by job id; "next_before" pages on', schema: {$ref: '#/definitions/Envelope'}}
           400: {description: Invalid filter, schema: {$ref: '#/definitions/Envelope'}}
@@ -137,7 +143,7 @@ class JobsResource(ApiResource):
             owner=self.param("user", required=False),
             state=self.param("state", required=False),
             queue=self.param("queue", required=False),
-            limit=_int_param(self, "limit", 100),
+            limit=_int_param(self, "limit", 100, 1, jobs.MAX_PAGE),
             before=_int_param(self, "before", None),
         )
         return self.ok(listing, next_before=next_before)
@@ -150,7 +156,7 @@ class JobFinalResource(ApiResource):
         tags: [Jobs]
         summary: Final record of a finished job (owner or admin)
         parameters:
-          - {name: job_id, in: query, type: string, required: true}
+          - {name: job_id, in: query, type: string, required: true, pattern: '^[0-9]+(\\[[0-9]*\\])?(\\.[A-Za-z0-9_.-]+)?$'}
         responses:
           200: {description: 'Final attributes, including Exit_status', schema: {$ref: '#/definitions/Envelope'}}
           400: {description: Missing or invalid job_id, schema: {$ref: '#/definitions/Envelope'}}
@@ -169,11 +175,11 @@ class JobOutputResource(ApiResource):
         tags: [Jobs]
         summary: Read a job's output
         parameters:
-          - {name: job_id, in: query, type: string, required: true}
+          - {name: job_id, in: query, type: string, required: true, pattern: '^[0-9]+(\\[[0-9]*\\])?(\\.[A-Za-z0-9_.-]+)?$'}
           - {name: stream, in: query, type: string, enum: [stdout, stderr], default: stdout, required: false}
-          - {name: offset, in: query, type: integer, required: false, description: First byte to read (default 0)}
-          - {name: length, in: query, type: integer, required: false, default: 65536, maximum: 1048576}
-          - {name: tail, in: query, type: integer, required: false, description: 'Instead of a range, the last N lines'}
+          - {name: offset, in: query, type: integer, required: false, minimum: 0, maximum: 999999999999, description: First byte to read (default 0)}
+          - {name: length, in: query, type: integer, required: false, default: 65536, minimum: 1, maximum: 1048576}
+          - {name: tail, in: query, type: integer, required: false, minimum: 1, maximum: 10000, description: 'Instead of a range, the last N lines'}
         responses:
           200: {description: '{"data", "offset", "next_offset", "size", "eof", "finished"}', schema: {$ref: '#/definitions/Envelope'}}
           400: {description: Invalid parameter, schema: {$ref: '#/definitions/Envelope'}}
@@ -185,9 +191,7 @@ class JobOutputResource(ApiResource):
         stream = self.param("stream", required=False, default="stdout")
         if stream not in ("stdout", "stderr"):
             raise ApiError(400, "stream is invalid: stdout or stderr")
-        length = min(_int_param(self, "length", 65536), 1024 * 1024)
-        tail = _int_param(self, "tail", None)
-        if tail is not None:
-            tail = max(1, min(tail, 10000))
+        length = _int_param(self, "length", 65536, 1, 1024 * 1024)
+        tail = _int_param(self, "tail", None, 1, 10000)
         return self.ok(jobs.read_output(self.user, job_id, stream, offset=_int_param(self, "offset", None),
                                         length=length, tail=tail))

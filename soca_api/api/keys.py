@@ -31,7 +31,7 @@ class ApiKeyResource(ApiResource):
           - SocaUser: []
             SocaPassword: []
         parameters:
-          - {name: user, in: query, type: string, required: true, description: user name}
+          - {name: user, in: query, type: string, required: true, pattern: '^[a-z_][a-z0-9_.-]{0,31}$', maxLength: 32, description: user name}
         responses:
           200: {description: 'The key, as {"success": true, "message": "<key>"}', schema: {$ref: '#/definitions/Envelope'}}
           400: {description: Missing or invalid user, schema: {$ref: '#/definitions/Envelope'}}
@@ -56,8 +56,8 @@ class ApiKeyResource(ApiResource):
           - SocaUser: []
             SocaToken: []
         parameters:
-          - {name: user, in: formData, type: string, required: false, description: user name (form field)}
-          - {name: user, in: query, type: string, required: false, description: user name (query string)}
+          - {name: user, in: formData, type: string, required: false, pattern: '^[a-z_][a-z0-9_.-]{0,31}$', maxLength: 32, description: user name (form field)}
+          - {name: user, in: query, type: string, required: false, pattern: '^[a-z_][a-z0-9_.-]{0,31}$', maxLength: 32, description: user name (query string)}
         responses:
           200: {description: Successfully deactivated, schema: {$ref: '#/definitions/Envelope'}}
           400: {description: Missing or invalid user, schema: {$ref: '#/definitions/Envelope'}}

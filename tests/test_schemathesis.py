@@ -1,0 +1,61 @@
+"""schemathesis over the whole published spec, against a live gunicorn, as a normal user and
+as an admin: no 5xx, every answer of a documented status and content type (JSON) that
+conforms to its documented schema, and 405 with Allow for methods the spec does not list."""
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+import requests
+
+from tests.conftest import make_data_dir, service_env
+from tests.live import flask_cli, free_port, start_gunicorn
+
+SCHEMATHESIS = os.path.join(os.path.dirname(sys.executable), "schemathesis")
+CHECKS = ("not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance,"
+          "response_headers_conformance,unsupported_method")
+EXAMPLES_PER_OPERATION = "30"  # with the coverage phase: about 1,700 requests per user, ~15 s
+
+
+@pytest.fixture(scope="module")
+def live_api():
+    data_dir = make_data_dir()
+    port = free_port()
+    # Missing and wrong credentials are part of what is generated: they must not lock
+    # the test users out, so the failure limit is out of reach for this server.
+    env = service_env(data_dir, f"sqlite:///{data_dir}/soca.db", SOCA_PORT=str(port), SOCA_ACCESS_LOG="",
+                      SOCA_AUTH_FAILURE_LIMIT="1000000 per minute")
+    flask_cli(env, "db", "upgrade")
+    accounts = {
+        "fuzzuser": flask_cli(env, "user", "create", "fuzzuser").strip().splitlines()[-1],
+        "fuzzadmin": flask_cli(env, "user", "create", "fuzzadmin").strip().splitlines()[-1],
+    }
+    flask_cli(env, "user", "grant-admin", "fuzzadmin")
+    base = f"http://127.0.0.1:{port}"
+    server = start_gunicorn(env, base)
+    yield {"base": base, "accounts": accounts}
+    server.terminate()
+    server.wait(timeout=30)
+
+
+@pytest.mark.parametrize("name", ["fuzzuser", "fuzzadmin"])
+def test_schemathesis_finds_nothing(live_api, name, tmp_path):
+    key = live_api["accounts"][name]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SOCA_")}
+    done = subprocess.run(
+        [SCHEMATHESIS, "run", f"{live_api['base']}/api/doc/apispec.json",
+         "-H", f"X-SOCA-USER: {name}", "-H", f"X-SOCA-TOKEN: {key}",
+         "--checks", CHECKS, "--phases", "examples,coverage,fuzzing", "--max-examples", EXAMPLES_PER_OPERATION,
+         "--seed", "1313", "--workers", "2", "--request-timeout", "30", "--warnings", "off",
+         "--report", "junit", "--report-dir", str(tmp_path)],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-6000:] + done.stderr[-2000:]
+    generated = re.search(r"(\d+) generated", done.stdout)
+    assert generated and int(generated.group(1)) > 500, done.stdout[-2000:]
+    # The run tested something real: the caller was still itself at the end.
+    answer = requests.get(f"{live_api['base']}/api/scheduler/jobs", timeout=10,
+                          headers={"X-SOCA-USER": name, "X-SOCA-TOKEN": key})
+    assert answer.status_code == 200, answer.text
