@@ -27,7 +27,11 @@ TEMPLATE = {
         "description": (
             "Submit, follow and delete PBS batch jobs; manage users, groups, API keys and "
             "queues. Every answer is `{\"success\": bool, \"message\": ...}`. Authenticate "
-            "with both headers: click **Authorize** and fill in X-SOCA-USER and X-SOCA-TOKEN."
+            "with both headers: click **Authorize** and fill in X-SOCA-USER and X-SOCA-TOKEN. "
+            "Beyond each operation's own codes, any path answers in the same envelope: "
+            "OPTIONS 200 (the allowed methods), 404, 405 (with Allow), 413 (body over "
+            "SOCA_MAX_REQUEST_BYTES), 414 (request line over 4094 bytes), 431 (over 100 "
+            "header fields, or one over 8190 bytes), 429 (too many failed authentications)."
         ),
         "version": "1.0.0",
     },
