@@ -39,3 +39,12 @@ def test_spec_states_the_enforced_patterns_and_limits(client):
     assert (key["minLength"], key["maxLength"]) == (8, 128)
     tail = parameter("/api/scheduler/job/output", "get", "tail", "query")
     assert (tail["minimum"], tail["maximum"]) == (1, 10000)
+
+
+def test_hsts_only_over_https_and_options_is_the_envelope(client):
+    assert "Strict-Transport-Security" not in client.get("/api/health").headers
+    secure = client.get("/api/health", base_url="https://localhost")
+    assert secure.headers["Strict-Transport-Security"].startswith("max-age=")
+    options = client.options("/api/scheduler/jobs")
+    assert options.status_code == 200 and options.json["success"] is True
+    assert set(options.json["message"]) == {"GET", "HEAD", "OPTIONS"}
