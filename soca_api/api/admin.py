@@ -166,7 +166,7 @@ class UserResource(ApiResource):
         consumes: [multipart/form-data, application/x-www-form-urlencoded]
         parameters:
           - {name: user, in: formData, type: string, required: false, pattern: '^[a-z_][a-z0-9_.-]{0,31}$', maxLength: 32, description: user name (form field)}
-          - {name: user, in: query, type: string, required: false, pattern: '^[a-z_][a-z0-9_.-]{0,31}$', maxLength: 32, description: user name (query string)}
+          - {name: user, in: query, type: string, required: false, allowEmptyValue: true, pattern: '^[a-z_][a-z0-9_.-]{0,31}$', maxLength: 32, description: user name (query string)}
         responses:
           200: {description: Deleted user., schema: {$ref: '#/definitions/Envelope'}}
           400: {description: Missing or invalid user, schema: {$ref: '#/definitions/Envelope'}}
@@ -299,7 +299,7 @@ class GroupResource(ApiResource):
         consumes: [multipart/form-data, application/x-www-form-urlencoded]
         parameters:
           - {name: group, in: formData, type: string, required: false, pattern: '^[a-z_][a-z0-9_.-]{0,31}$', maxLength: 32, description: group name (form field)}
-          - {name: group, in: query, type: string, required: false, pattern: '^[a-z_][a-z0-9_.-]{0,31}$', maxLength: 32, description: group name (query string)}
+          - {name: group, in: query, type: string, required: false, allowEmptyValue: true, pattern: '^[a-z_][a-z0-9_.-]{0,31}$', maxLength: 32, description: group name (query string)}
         responses:
           200: {description: Group deleted, schema: {$ref: '#/definitions/Envelope'}}
           400: {description: Missing or invalid group, schema: {$ref: '#/definitions/Envelope'}}
@@ -390,7 +390,7 @@ class SudoResource(ApiResource):
         consumes: [multipart/form-data, application/x-www-form-urlencoded]
         parameters:
           - {name: user, in: formData, type: string, required: false, pattern: '^[a-z_][a-z0-9_.-]{0,31}$', maxLength: 32, description: user name (form field)}
-          - {name: user, in: query, type: string, required: false, pattern: '^[a-z_][a-z0-9_.-]{0,31}$', maxLength: 32, description: user name (query string)}
+          - {name: user, in: query, type: string, required: false, allowEmptyValue: true, pattern: '^[a-z_][a-z0-9_.-]{0,31}$', maxLength: 32, description: user name (query string)}
         responses:
           200: {description: User is no longer an admin, schema: {$ref: '#/definitions/Envelope'}}
           400: {description: Missing or invalid user, schema: {$ref: '#/definitions/Envelope'}}
@@ -587,7 +587,7 @@ class QueueResource(ApiResource):
         consumes: [multipart/form-data, application/x-www-form-urlencoded]
         parameters:
           - {name: name, in: formData, type: string, required: false, pattern: '^[A-Za-z][A-Za-z0-9_-]{0,14}$', maxLength: 15, description: queue name (form field)}
-          - {name: name, in: query, type: string, required: false, pattern: '^[A-Za-z][A-Za-z0-9_-]{0,14}$', maxLength: 15, description: queue name (query string)}
+          - {name: name, in: query, type: string, required: false, allowEmptyValue: true, pattern: '^[A-Za-z][A-Za-z0-9_-]{0,14}$', maxLength: 15, description: queue name (query string)}
           - {name: type, in: formData, type: string, required: false, description: accepted for SOCA compatibility and ignored}
         responses:
           200: {description: Queue deleted, schema: {$ref: '#/definitions/Envelope'}}
@@ -618,12 +618,12 @@ class AuditResource(ApiResource):
           Pass `next_before` from one page as `before` to get the next; it is null on the
           last page. `since` is inclusive, `until` exclusive; times without a zone are UTC.
         parameters:
-          - {name: user, in: query, type: string, required: false, pattern: '^[A-Za-z0-9_.-]{1,64}$', description: 'the actor (user name, "cli", ...)'}
-          - {name: action, in: query, type: string, required: false, pattern: '^(?:[a-z0-9_.]{1,64}\\*?|\\*)$', description: 'an action (user.create) or a prefix ending in * (user.*)'}
-          - {name: since, in: query, type: string, required: false, maxLength: 40, description: 'ISO 8601, e.g. 2026-11-28T13:00:00Z'}
-          - {name: until, in: query, type: string, required: false, maxLength: 40, description: ISO 8601}
-          - {name: limit, in: query, type: integer, required: false, minimum: 1, maximum: 1000, description: 'events per page, 1 to 1000 (default 100)'}
-          - {name: before, in: query, type: integer, required: false, minimum: 1, maximum: 9223372036854775807, description: only events with a smaller id (the cursor)}
+          - {name: user, in: query, type: string, required: false, allowEmptyValue: true, pattern: '^[A-Za-z0-9_.-]{1,64}$', description: 'the actor (user name, "cli", ...)'}
+          - {name: action, in: query, type: string, required: false, allowEmptyValue: true, pattern: '^(?:[a-z0-9_.]{1,64}\\*?|\\*)$', description: 'an action (user.create) or a prefix ending in * (user.*)'}
+          - {name: since, in: query, type: string, required: false, allowEmptyValue: true, maxLength: 40, description: 'ISO 8601, e.g. 2026-11-28T13:00:00Z'}
+          - {name: until, in: query, type: string, required: false, allowEmptyValue: true, maxLength: 40, description: ISO 8601}
+          - {name: limit, in: query, type: integer, required: false, allowEmptyValue: true, minimum: 1, maximum: 1000, description: 'events per page, 1 to 1000 (default 100)'}
+          - {name: before, in: query, type: integer, required: false, allowEmptyValue: true, minimum: 1, maximum: 9223372036854775807, description: only events with a smaller id (the cursor)}
         responses:
           200: {description: '{"events": [{"id", "at", "actor", "action", "target", "success", "detail", "remote_addr"}], "next_before": id or null}', schema: {$ref: '#/definitions/Envelope'}}
           400: {description: Invalid filter (named), schema: {$ref: '#/definitions/Envelope'}}

@@ -106,7 +106,7 @@ class JobResource(ApiResource):
         summary: Delete a job (owner or admin)
         consumes: [multipart/form-data, application/x-www-form-urlencoded]
         parameters:
-          - {name: job_id, in: query, type: string, required: false, pattern: '^[0-9]+(\\[[0-9]*\\])?(\\.[A-Za-z0-9_.-]+)?$', description: 'The job id (query string, as in the seed)'}
+          - {name: job_id, in: query, type: string, required: false, allowEmptyValue: true, pattern: '^[0-9]+(\\[[0-9]*\\])?(\\.[A-Za-z0-9_.-]+)?$', description: 'The job id (query string, as in the seed)'}
           - {name: job_id, in: formData, type: string, required: false, pattern: '^[0-9]+(\\[[0-9]*\\])?(\\.[A-Za-z0-9_.-]+)?$', description: 'The job id (form field, as SOCA reads it)'}
         responses:
           200: {description: Job deleted, schema: {$ref: '#/definitions/Envelope'}}
@@ -127,11 +127,11 @@ class JobsResource(ApiResource):
         tags: [Jobs]
         summary: List jobs (newest first, paged)
         parameters:
-          - {name: user, in: query, type: string, required: false, pattern: '^[a-z_][a-z0-9_.-]{0,31}$', maxLength: 32, description: Only this user's jobs (admins)}
-          - {name: state, in: query, type: string, required: false, enum: [Q, H, W, R, E, S, B, F], description: "Only this state; F lists finished jobs of the whole history"}
-          - {name: queue, in: query, type: string, required: false, pattern: '^[A-Za-z][A-Za-z0-9_-]{0,14}$', maxLength: 15}
-          - {name: limit, in: query, type: integer, required: false, default: 100, minimum: 1, maximum: 1000}
-          - {name: before, in: query, type: integer, required: false, minimum: 0, maximum: 999999999999, description: The next_before value of the previous page}
+          - {name: user, in: query, type: string, required: false, allowEmptyValue: true, pattern: '^[a-z_][a-z0-9_.-]{0,31}$', maxLength: 32, description: Only this user's jobs (admins)}
+          - {name: state, in: query, type: string, required: false, allowEmptyValue: true, enum: [Q, H, W, R, E, S, B, F], description: "Only this state; F lists finished jobs of the whole history"}
+          - {name: queue, in: query, type: string, required: false, allowEmptyValue: true, pattern: '^[A-Za-z][A-Za-z0-9_-]{0,14}$', maxLength: 15}
+          - {name: limit, in: query, type: integer, required: false, allowEmptyValue: true, default: 100, minimum: 1, maximum: 1000}
+          - {name: before, in: query, type: integer, required: false, allowEmptyValue: true, minimum: 0, maximum: 999999999999, description: The next_before value of the previous page}
         responses:
           200: {description: 'Object keyed by job id; "next_before" pages on', schema: {$ref: '#/definitions/Envelope'}}
           400: {description: Invalid filter, schema: {$ref: '#/definitions/Envelope'}}
@@ -177,9 +177,9 @@ class JobOutputResource(ApiResource):
         parameters:
           - {name: job_id, in: query, type: string, required: true, pattern: '^[0-9]+(\\[[0-9]*\\])?(\\.[A-Za-z0-9_.-]+)?$'}
           - {name: stream, in: query, type: string, enum: [stdout, stderr], default: stdout, required: false}
-          - {name: offset, in: query, type: integer, required: false, minimum: 0, maximum: 999999999999, description: First byte to read (default 0)}
-          - {name: length, in: query, type: integer, required: false, default: 65536, minimum: 1, maximum: 1048576}
-          - {name: tail, in: query, type: integer, required: false, minimum: 1, maximum: 10000, description: 'Instead of a range, the last N lines'}
+          - {name: offset, in: query, type: integer, required: false, allowEmptyValue: true, minimum: 0, maximum: 999999999999, description: First byte to read (default 0)}
+          - {name: length, in: query, type: integer, required: false, allowEmptyValue: true, default: 65536, minimum: 1, maximum: 1048576}
+          - {name: tail, in: query, type: integer, required: false, allowEmptyValue: true, minimum: 1, maximum: 10000, description: 'Instead of a range, the last N lines'}
         responses:
           200: {description: '{"data", "offset", "next_offset", "size", "eof", "finished"}', schema: {$ref: '#/definitions/Envelope'}}
           400: {description: Invalid parameter, schema: {$ref: '#/definitions/Envelope'}}

@@ -57,7 +57,7 @@ class ApiKeyResource(ApiResource):
             SocaToken: []
         parameters:
           - {name: user, in: formData, type: string, required: false, pattern: '^[a-z_][a-z0-9_.-]{0,31}$', maxLength: 32, description: user name (form field)}
-          - {name: user, in: query, type: string, required: false, pattern: '^[a-z_][a-z0-9_.-]{0,31}$', maxLength: 32, description: user name (query string)}
+          - {name: user, in: query, type: string, required: false, allowEmptyValue: true, pattern: '^[a-z_][a-z0-9_.-]{0,31}$', maxLength: 32, description: user name (query string)}
         responses:
           200: {description: Successfully deactivated, schema: {$ref: '#/definitions/Envelope'}}
           400: {description: Missing or invalid user, schema: {$ref: '#/definitions/Envelope'}}
