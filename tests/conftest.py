@@ -112,12 +112,12 @@ class Stack:
         self.runner = None
 
 
-def build_stack(kind: str, database_url: str, **overrides: object) -> Stack:
+def build_stack(kind: str, database_url: str, data_dir: str | None = None, **overrides: object) -> Stack:
     from flask_migrate import upgrade
 
     from soca_api import create_app
 
-    data_dir = make_data_dir()
+    data_dir = data_dir or make_data_dir()
     env = service_env(data_dir, database_url)
     app = create_app({
         "TESTING": True,
