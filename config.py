@@ -30,6 +30,13 @@ def _env_bool(name: str, default: bool) -> bool:
     return _env(name, "1" if default else "0").strip().lower() in ("1", "true", "yes", "on")
 
 
+def _choice(name: str, default: str, allowed: tuple[str, ...]) -> str:
+    value = _env(name, default).strip().lower()
+    if value not in allowed:
+        raise ValueError(f"SOCA_{name} must be one of {', '.join(allowed)}, not {value!r}")
+    return value
+
+
 def login_defs_uid_min(path: str = "/etc/login.defs") -> int:
     """UID_MIN of /etc/login.defs: the first uid of an ordinary (non-system) account."""
     try:
@@ -138,11 +145,11 @@ def from_env() -> dict[str, object]:
         # dedicated uid from the range (root service) or are refused.
         "SOCA_MIN_JOB_UID": _env_int("MIN_JOB_UID", login_defs_uid_min()),
         "SOCA_DENIED_JOB_USERS": [n.strip() for n in _env("DENIED_JOB_USERS", "").split(",") if n.strip()],
-        "SOCA_UNMAPPED_JOB_USERS": _env("UNMAPPED_JOB_USERS", "dedicated"),
+        "SOCA_UNMAPPED_JOB_USERS": _choice("UNMAPPED_JOB_USERS", "dedicated", ("dedicated", "refuse")),
         "SOCA_JOB_UID_RANGE": uid_range(_env("JOB_UID_RANGE", "1900000000-1900999999")),
         # A service that is not root runs each local job in a bubblewrap sandbox; "off" is
         # for a single-user host only (every job then sees what the service sees).
-        "SOCA_LOCAL_SANDBOX": _env("LOCAL_SANDBOX", "on"),
+        "SOCA_LOCAL_SANDBOX": _choice("LOCAL_SANDBOX", "on", ("on", "off")),
         "SOCA_DEFAULT_QUEUES": [q for q in _env("DEFAULT_QUEUES", "normal,high").split(",") if q],
         # Web sign-in: a session ends after this long; a form's CSRF token lives as long
         # as the session (Flask-WTF's default one hour would expire long-open forms).
