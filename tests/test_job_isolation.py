@@ -22,7 +22,7 @@ import sqlalchemy as sa
 from soca_api.extensions import db
 from soca_api.models import Job, JobAccount
 from tests.conftest import PROJECT_DIR, build_stack, make_data_dir, service_env, unique_name
-from tests.helpers import SEED_PAYLOAD, SEED_SCRIPT, encode, submit, wait_for_state
+from tests.helpers import SEED_PAYLOAD, SEED_SCRIPT, encode, ensure_posix_account, submit, wait_for_state
 from tests.live import free_port
 from tests.services import require
 
@@ -130,12 +130,6 @@ def test_refuse_policy_and_cluster_backends_answer_403(app, client, make_user):
             identity.resolve("games", backend="slurm")
         assert identity.eligible_account("root", 0, []) is None
         assert identity.eligible_account("socajobs", 1000, ["socajobs"]) is None
-
-
-def ensure_posix_account(name: str) -> pwd.struct_passwd:
-    if subprocess.run(["id", name], capture_output=True).returncode != 0:
-        subprocess.run(["useradd", "-m", "-s", "/bin/sh", name], check=True)
-    return pwd.getpwnam(name)
 
 
 @as_root
