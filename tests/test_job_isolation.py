@@ -451,3 +451,40 @@ def test_folder_names_are_unique_and_links_are_never_followed(tmp_path):
     with pytest.raises(jobfiles.JobFileError):
         jobfiles.open_in_job_dir(made, made + "/sub/out.log", os.O_WRONLY | os.O_CREAT)
     assert not (tmp_path / "victim").exists()
+
+
+@as_root
+def test_a_reinstall_on_the_same_data_folder_never_reuses_a_dedicated_uid_or_folder():
+    """Fresh database, same data folder: the uid that owns the first user's folder is not
+    handed to the next user, and the first job's output stays as it was."""
+    from soca_api.services import accounts
+    from tests.helpers import Account
+
+    data_dir = make_data_dir()
+    results = []
+    try:
+        for run in ("first", "second"):
+            db_dir = make_data_dir("soca-db-")
+            stack = build_stack("sqlite", f"sqlite:///{db_dir}/soca.db", data_dir=data_dir)
+            stack.start_runner()
+            try:
+                with stack.app.app_context():
+                    user, key = accounts.create_user(unique_name(run))
+                    name = user.name
+                account = Account(name, key, None, False)
+                client = stack.app.test_client()
+                job_id = submit(client, account, f"#!/bin/sh\n#PBS -N again\necho {run}\nid -u\n")
+                final = wait_for_state(client, account, job_id, "F")
+                assert job_id == "1" and final["Exit_status"] == 0
+                text, uid = output_data(client, account, job_id).splitlines()
+                results.append((final["Output_Path"].split(":", 1)[1], int(uid), text))
+            finally:
+                stack.stop_runner()
+                shutil.rmtree(db_dir, ignore_errors=True)
+        (first_path, first_uid, _), (second_path, second_uid, _) = results
+        assert first_uid != second_uid and first_path != second_path
+        with open(first_path) as handle:
+            assert handle.read().startswith("first\n")
+        assert os.stat(first_path).st_uid == first_uid
+    finally:
+        shutil.rmtree(data_dir, ignore_errors=True)
