@@ -419,7 +419,8 @@ def test_runner_without_a_sandbox_refuses_jobs_and_says_why(service_account):
                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, **as_account(service_account))
         blocked = os.path.join(data_dir, "runner.blocked")
         deadline = time.time() + 30
-        while time.time() < deadline and not os.path.exists(blocked):
+        heartbeat = os.path.join(data_dir, "runner.heartbeat")
+        while time.time() < deadline and not (os.path.exists(blocked) and os.path.exists(heartbeat)):
             time.sleep(0.1)
         with open(blocked) as handle:
             reason = handle.read()
