@@ -380,8 +380,14 @@ def test_service_as_an_ordinary_account_sandboxes_every_job(service_account):
         victim = post("alice", "#!/bin/sh\n#PBS -N secretwork\necho alice-private\nsleep 15\necho done\n")
         attributes = wait("alice", victim, "R")
         alice_output = attributes["Output_Path"].split(":", 1)[1]
-        with sqlite3.connect(f"file:{data_dir}/soca.db?mode=ro", uri=True) as connection:
-            alice_pid = connection.execute("SELECT pid FROM jobs WHERE scheduler_id = ?", (victim,)).fetchone()[0]
+        alice_pid = None
+        deadline = time.time() + 20
+        while alice_pid is None and time.time() < deadline:  # recorded just after the job starts
+            with sqlite3.connect(f"file:{data_dir}/soca.db?mode=ro", uri=True) as connection:
+                alice_pid = connection.execute("SELECT pid FROM jobs WHERE scheduler_id = ?",
+                                               (victim,)).fetchone()[0]
+            time.sleep(0.1)
+        assert alice_pid is not None
         targets = [alice_output, os.path.dirname(alice_output) + "/", f"{data_dir}/secret_key",
                    f"{data_dir}/admin_api_key", f"{data_dir}/soca.db"]
         assert os.path.exists(f"{data_dir}/admin_api_key") and os.path.exists(f"{data_dir}/secret_key")
