@@ -30,6 +30,37 @@ def _env_bool(name: str, default: bool) -> bool:
     return _env(name, "1" if default else "0").strip().lower() in ("1", "true", "yes", "on")
 
 
+def _choice(name: str, default: str, allowed: tuple[str, ...]) -> str:
+    value = _env(name, default).strip().lower()
+    if value not in allowed:
+        raise ValueError(f"SOCA_{name} must be one of {', '.join(allowed)}, not {value!r}")
+    return value
+
+
+def login_defs_uid_min(path: str = "/etc/login.defs") -> int:
+    """UID_MIN of /etc/login.defs: the first uid of an ordinary (non-system) account."""
+    try:
+        with open(path, encoding="utf-8", errors="replace") as handle:
+            for line in handle:
+                fields = line.split()
+                if len(fields) >= 2 and fields[0] == "UID_MIN" and fields[1].isdigit():
+                    return int(fields[1])
+    except OSError:
+        pass
+    return 1000
+
+
+def uid_range(text: str) -> tuple[int, int]:
+    """"START-END" (inclusive) -> (START, END); never uid 0, never past 2**31 - 1."""
+    try:
+        start, end = (int(part) for part in text.split("-", 1))
+    except ValueError:
+        raise ValueError(f"SOCA_JOB_UID_RANGE must look like 1900000000-1900999999, not {text!r}") from None
+    if not 0 < start <= end < 2**31:
+        raise ValueError(f"SOCA_JOB_UID_RANGE {text!r} must be an ascending range of uids above 0")
+    return start, end
+
+
 def load_secret_key(data_dir: Path) -> str:
     """SOCA_SECRET_KEY, or a random one kept in the data folder (mode 0600).
 
@@ -111,6 +142,16 @@ def from_env() -> dict[str, object]:
         "SOCA_LOCAL_POLL_SECONDS": _env_float("LOCAL_POLL_SECONDS", 0.05),
         # Seconds between SIGTERM and SIGKILL when a job is deleted or over its walltime.
         "SOCA_LOCAL_KILL_DELAY": _env_float("LOCAL_KILL_DELAY", 5.0),
+        # Who a job runs as (soca_api.services.identity): a POSIX account is used only from
+        # this uid up and never when listed as denied; API users without one get a
+        # dedicated uid from the range (root service) or are refused.
+        "SOCA_MIN_JOB_UID": _env_int("MIN_JOB_UID", login_defs_uid_min()),
+        "SOCA_DENIED_JOB_USERS": [n.strip() for n in _env("DENIED_JOB_USERS", "").split(",") if n.strip()],
+        "SOCA_UNMAPPED_JOB_USERS": _choice("UNMAPPED_JOB_USERS", "dedicated", ("dedicated", "refuse")),
+        "SOCA_JOB_UID_RANGE": uid_range(_env("JOB_UID_RANGE", "1900000000-1900999999")),
+        # A service that is not root runs each local job in a bubblewrap sandbox; "off" is
+        # for a single-user host only (every job then sees what the service sees).
+        "SOCA_LOCAL_SANDBOX": _choice("LOCAL_SANDBOX", "on", ("on", "off")),
         "SOCA_DEFAULT_QUEUES": [q for q in _env("DEFAULT_QUEUES", "normal,high").split(",") if q],
         # Web sign-in: a session ends after this long; a form's CSRF token lives as long
         # as the session (Flask-WTF's default one hour would expire long-open forms).

@@ -71,8 +71,9 @@ def bootstrap(admin_name: str) -> None:
     _user, key = accounts.create_user(admin_name, is_admin=True)
     audit.record("user.create", actor="bootstrap", target=admin_name, detail="admin")
     key_file = Path(current_app.config["SOCA_DATA_DIR"]) / "admin_api_key"
-    fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
     with os.fdopen(fd, "w") as handle:
+        os.fchmod(handle.fileno(), 0o600)  # an older file of another mode stays private too
         handle.write(key + "\n")
     click.echo(f"Created admin user '{admin_name}'. Its API key is in {key_file} (mode 0600):")
     click.echo(f"    cat {key_file}")

@@ -166,3 +166,18 @@ class IdempotencyKey(db.Model):
     payload_digest: Mapped[str] = mapped_column(sa.String(64))
     job_id: Mapped[int] = mapped_column(sa.ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+
+
+class JobAccount(db.Model):
+    """The dedicated uid a root service gives an API user without an eligible POSIX account.
+
+    Rows are never deleted: a uid handed out once is never given to anyone else, so files
+    left by one user's jobs can never be read by another's.
+    """
+
+    __tablename__ = "job_accounts"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_name: Mapped[str] = mapped_column(sa.String(32), unique=True)
+    uid: Mapped[int] = mapped_column(unique=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -80,6 +80,11 @@ def service_env(data_dir: str, database_url: str, **extra: str) -> dict[str, str
     return env
 
 
+def dedicated_uid_range() -> tuple[int, int]:
+    start = 1_900_000_000 + (uuid.uuid4().int % 2000) * 100_000
+    return start, start + 99_999
+
+
 @dataclass
 class Stack:
     kind: str
@@ -112,13 +117,15 @@ class Stack:
         self.runner = None
 
 
-def build_stack(kind: str, database_url: str, **overrides: object) -> Stack:
+def build_stack(kind: str, database_url: str, data_dir: str | None = None, **overrides: object) -> Stack:
     from flask_migrate import upgrade
 
     from soca_api import create_app
 
-    data_dir = make_data_dir()
-    env = service_env(data_dir, database_url)
+    data_dir = data_dir or make_data_dir()
+    # Installations side by side on one host need disjoint dedicated-uid ranges.
+    uid_range = dedicated_uid_range()
+    env = service_env(data_dir, database_url, SOCA_JOB_UID_RANGE=f"{uid_range[0]}-{uid_range[1]}")
     app = create_app({
         "TESTING": True,
         "SOCA_DATA_DIR": data_dir,
@@ -127,6 +134,7 @@ def build_stack(kind: str, database_url: str, **overrides: object) -> Stack:
         "SOCA_AUTH_FAILURE_LIMIT": env["SOCA_AUTH_FAILURE_LIMIT"],
         "SOCA_LOCAL_KILL_DELAY": 1.0,
         "WTF_CSRF_ENABLED": True,
+        "SOCA_JOB_UID_RANGE": uid_range,
         **overrides,
     })
     with app.app_context():

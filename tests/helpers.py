@@ -2,6 +2,9 @@
 from __future__ import annotations
 
 import base64
+import os
+import pwd
+import subprocess
 import time
 from dataclasses import dataclass
 
@@ -63,3 +66,16 @@ def wait_for_adapter_state(adapter, job_id: str, states, timeout: float, interva
         if time.monotonic() > deadline:
             pytest.fail(f"job {job_id} still {info.state} ({info.comment}) after {timeout} s, want {states}")
         time.sleep(interval)
+
+
+def ensure_posix_account(name: str) -> pwd.struct_passwd:
+    """A real account of that name (root only): PBS and Slurm jobs run only as real accounts."""
+    if subprocess.run(["id", name], capture_output=True).returncode != 0:
+        subprocess.run(["useradd", "-m", "-s", "/bin/sh", name], check=True, capture_output=True)
+    return pwd.getpwnam(name)
+
+
+def needs_posix_account(name: str) -> None:
+    """As root, give an API user of a cluster backend the POSIX account it needs."""
+    if os.geteuid() == 0:
+        ensure_posix_account(name)

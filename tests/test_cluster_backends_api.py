@@ -29,8 +29,9 @@ def ensure_posix_user() -> str:
 
 def api_user(app, name: str):
     from soca_api.services import accounts
-    from tests.helpers import Account
+    from tests.helpers import Account, needs_posix_account
 
+    needs_posix_account(name)  # a root service runs PBS/Slurm jobs only as real accounts
     with app.app_context():
         _user, key = accounts.create_user(name)
     return Account(name, key, None, False)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import pwd
+import re
 import signal
 import subprocess
 import time
@@ -61,7 +62,7 @@ def test_seed_job_runs_and_writes_hello_world(client, user):
     assert final["Exit_status"] == 0
     path = final["Output_Path"].split(":", 1)[1]
     assert os.path.basename(path) == "testjob_output.qlog"
-    assert os.path.basename(os.path.dirname(path)) == f"testjob_{job_id}"
+    assert re.fullmatch(rf"testjob_{job_id}_[0-9a-f]{{8}}", os.path.basename(os.path.dirname(path)))
     with open(path) as handle:
         assert handle.read() == "Hello World\n"
     assert output_of(client, user, job_id)["data"] == "Hello World\n"
@@ -250,7 +251,7 @@ def test_job_gets_pbs_environment_and_not_the_services(client, user):
     env = dict(line.split("=", 1) for line in output_of(client, user, job_id)["data"].splitlines() if "=" in line)
     assert env["PBS_JOBID"] == job_id and env["PBS_JOBNAME"] == "envjob"
     assert env["PBS_QUEUE"] == "normal" and env["PBS_O_LOGNAME"] == user.name
-    assert env["PBS_O_WORKDIR"].endswith(f"envjob_{job_id}")
+    assert re.fullmatch(rf"envjob_{job_id}_[0-9a-f]{{8}}", os.path.basename(env["PBS_O_WORKDIR"]))
     assert env["COLOR"] == "blue" and env["SIZE"] == "3" and env["NCPUS"] == "2"
     with open(env["PBS_NODEFILE"]) if os.path.exists(env["PBS_NODEFILE"]) else open(os.devnull) as _:
         pass
@@ -260,8 +261,9 @@ def test_job_gets_pbs_environment_and_not_the_services(client, user):
 def test_default_output_names_and_stderr(client, user):
     job_id = submit(client, user, "#!/bin/sh\n#PBS -N names\necho out\necho err >&2\n")
     final = wait_for_state(client, user, job_id, "F")
-    assert final["Output_Path"].endswith(f"/names_{job_id}/names.o{job_id}")
-    assert final["Error_Path"].endswith(f"/names_{job_id}/names.e{job_id}")
+    # The folder name is unique forever (<name>_<id>_<random>); the file names are PBS's.
+    assert re.search(rf"/names_{job_id}_[0-9a-f]{{8}}/names\.o{job_id}$", final["Output_Path"])
+    assert re.search(rf"/names_{job_id}_[0-9a-f]{{8}}/names\.e{job_id}$", final["Error_Path"])
     assert output_of(client, user, job_id, "stderr")["data"] == "err\n"
 
 
@@ -280,7 +282,8 @@ def test_job_runs_as_the_users_posix_account(client, make_user):
     lines = output_of(client, owner, job_id)["data"].splitlines()
     assert lines[0] == name and lines[1] == str(account.pw_uid)
     assert lines[2] == account.pw_dir
-    assert lines[3] == os.path.join(account.pw_dir, "soca_job_output", f"whoami_{job_id}")
+    assert os.path.dirname(lines[3]) == os.path.join(account.pw_dir, "soca_job_output")
+    assert re.fullmatch(rf"whoami_{job_id}_[0-9a-f]{{8}}", os.path.basename(lines[3]))
     assert os.stat(lines[3]).st_uid == account.pw_uid
     assert final["Exit_status"] == 0
 

@@ -148,8 +148,7 @@ class LocalAdapter(SchedulerAdapter):
         try:
             os.utime(path)
         except FileNotFoundError:
-            with open(path, "a"):
-                pass
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600))
 
     def health(self) -> tuple[bool, str]:
         """Healthy while the runner has beaten within the last few seconds."""
@@ -159,11 +158,20 @@ class LocalAdapter(SchedulerAdapter):
             return False, "the local runner is not running: queued jobs wait"
         if age > self.heartbeat_seconds:
             return False, f"the local runner has not answered for {int(age)} seconds"
-        return True, "ok"
+        try:
+            with open(blocked_path(self.data_dir), encoding="utf-8", errors="replace") as handle:
+                return False, "the local runner cannot start jobs: " + handle.read(1000).strip()
+        except FileNotFoundError:
+            return True, "ok"
 
 
 def heartbeat_path(data_dir: str) -> str:
     return os.path.join(data_dir, "runner.heartbeat")
+
+
+def blocked_path(data_dir: str) -> str:
+    """Written by the runner while it cannot start jobs: why (read by /api/health)."""
+    return os.path.join(data_dir, "runner.blocked")
 
 
 def wake_path(data_dir: str) -> str:

@@ -27,6 +27,7 @@ from soca_api.pbs.qstat import (
     short_job_id,
 )
 from soca_api.pbs.request import JobRequest
+from soca_api.schedulers import jobfiles
 from soca_api.schedulers.base import (
     JobInfo,
     JobNotFound,
@@ -356,9 +357,16 @@ class PbsAdapter(SchedulerAdapter):
     # -- submit -----------------------------------------------------------------------
     def submit(self, request: JobRequest, context: SubmitContext) -> str:
         run_as = _run_as(context)
-        job_dir = _prepare_job_dir(context)
+        job_dir = os.path.normpath(context.job_dir)
         script_name = script_file_name(request.name)
-        _write_script(os.path.join(job_dir, script_name), request.script, context)
+        owner = (context.run_as_uid, _gid(context)) if context.run_as_uid is not None else None
+        dir_fd = jobfiles.open_or_create_job_dir(job_dir, owner)
+        try:
+            # The job folder is new for every job: anything already at the script's name
+            # (a link the user planted) makes the write fail instead of following it.
+            jobfiles.write_new_file(dir_fd, script_name, request.script, owner, 0o600)
+        finally:
+            os.close(dir_fd)
         # A relative script path: Slurm's qsub wrapper pastes it into a shell command line.
         options = added_options(request)
         result = self._run("qsub", [*options, script_name], cwd=job_dir, run_as=run_as)
@@ -410,51 +418,8 @@ def _run_as(context: SubmitContext) -> RunAs | None:
                  groups=tuple(context.run_as_groups), home=context.home or context.job_dir)
 
 
-def _chown_to_user(context: SubmitContext) -> bool:
-    return context.run_as_uid is not None and os.geteuid() == 0
-
-
-def _prepare_job_dir(context: SubmitContext) -> str:
-    """Create the job directory (mode 0700) and any missing parents; when the service is
-    root, the directories it creates belong to the submitting user."""
-    job_dir = os.path.normpath(context.job_dir)
-    if not os.path.isabs(job_dir):
-        raise ValueError("job_dir must be an absolute path")
-    missing: list[str] = []
-    path = job_dir
-    while not os.path.lexists(path):
-        missing.append(path)
-        path = os.path.dirname(path)
-    for directory in reversed(missing):
-        try:
-            os.mkdir(directory, 0o700)
-        except FileExistsError:  # a concurrent submission made it first
-            continue
-        if _chown_to_user(context):
-            os.chown(directory, context.run_as_uid, _gid(context), follow_symlinks=False)
-    if os.path.islink(job_dir) or not os.path.isdir(job_dir):
-        raise SchedulerError("The job directory cannot be used")
-    return job_dir
-
-
 def _gid(context: SubmitContext) -> int:
     return context.run_as_gid if context.run_as_gid is not None else context.run_as_uid  # type: ignore[return-value]
-
-
-def _write_script(path: str, script: str, context: SubmitContext) -> None:
-    # The job folder is new for every job: anything already at the script's name (a link
-    # the user planted, hard or symbolic) makes the write fail instead of following it.
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-    fd = os.open(path, flags, 0o600)
-    try:
-        if _chown_to_user(context):
-            os.fchown(fd, context.run_as_uid, _gid(context))
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
-            fd = -1
-            handle.write(script)
-    finally:
-        if fd >= 0:
-            os.close(fd)
 
 
 def _parse_qsub_output(stdout: str) -> str:

@@ -32,8 +32,9 @@ from soca_api.schedulers.base import (
     EXIT_WALLTIME,
     SUBSTATES,
 )
+from soca_api.schedulers import jobfiles, sandbox
 from soca_api.schedulers.commands import RunAs, SAFE_PATH
-from soca_api.schedulers.local import BACKEND, heartbeat_path, wake_path
+from soca_api.schedulers.local import BACKEND, blocked_path, heartbeat_path, wake_path
 from soca_api.services import identity
 
 log = logging.getLogger("soca_api.runner")
@@ -89,6 +90,11 @@ class Runner:
         # Without a wake-up (API on another host, start times, dependencies) a full pass
         # still runs this often.
         self.full_pass_seconds = 1.0
+        self.use_sandbox = sandbox.sandbox_wanted(app.config["SOCA_LOCAL_SANDBOX"])
+        # Why no job may start now (sandbox or data folder unusable), or None.
+        self.blocked: str | None = None
+        self._last_check = 0.0
+        self.check_seconds = 10.0
 
     # -- life cycle -------------------------------------------------------------------
     def acquire_lock(self, wait: bool = True) -> bool:
@@ -108,8 +114,9 @@ class Runner:
         signal.signal(signal.SIGINT, self._request_stop)
         if not self.acquire_lock():
             return
-        identity.ensure_traversable(self.spool)
+        os.makedirs(self.spool, exist_ok=True)
         with self.app.app_context():
+            self.check_ready()
             self.recover()
             log.info("local runner started with %d cpus", self.cpus)
             while not self.stopping:
@@ -174,6 +181,44 @@ class Runner:
             self.update_array_parents()
         self.start_queued()
 
+    # -- start-up checks ---------------------------------------------------------------
+    def hidden_paths(self) -> list[str]:
+        """Folders of the service no sandboxed job may see."""
+        paths = [self.data_dir]
+        uri = self.app.config.get("SQLALCHEMY_DATABASE_URI", "")
+        if uri.startswith("sqlite:///") and uri != "sqlite:///:memory:":
+            paths.append(os.path.dirname(uri.removeprefix("sqlite:///").split("?", 1)[0]))
+        home = os.path.expanduser("~")
+        if home not in ("/", ""):
+            paths.append(home)
+        return paths
+
+    def check_ready(self) -> None:
+        """Whether jobs can start here; the reason goes to the log, /api/health (through
+        runner.blocked) and the comment of every job left waiting."""
+        self._last_check = time.monotonic()
+        try:
+            problem = sandbox.secure_data_dir(self.data_dir, os.geteuid() == 0, log)
+            if problem is None and self.use_sandbox:
+                problem = sandbox.probe(self.hidden_paths(), os.path.join(self.spool, "sandbox-probe"))
+        except OSError as exc:
+            problem = f"the data folder {self.data_dir} cannot be checked: {exc}"
+        if problem != self.blocked:
+            if problem:
+                log.error("local runner cannot start jobs: %s", problem)
+            elif self.blocked:
+                log.info("local runner can start jobs again")
+        self.blocked = problem
+        path = blocked_path(self.data_dir)
+        if problem:
+            fd = os.open(path + ".new", os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+            with os.fdopen(fd, "w") as handle:
+                handle.write(problem)
+            os.replace(path + ".new", path)
+        else:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
+
     def _woken(self) -> bool:
         try:
             mtime = os.stat(wake_path(self.data_dir)).st_mtime
@@ -187,8 +232,8 @@ class Runner:
         now = time.time()
         if now - self._last_beat >= 1.0:
             path = heartbeat_path(self.data_dir)
-            with open(path, "a"):
-                os.utime(path)
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600))
+            os.utime(path)
             self._last_beat = now
 
     def reap(self) -> bool:
@@ -329,6 +374,8 @@ class Runner:
         db.session.commit()
 
     def start_queued(self) -> None:
+        if self.blocked and time.monotonic() - self._last_check >= self.check_seconds:
+            self.check_ready()  # an admin may have fixed it meanwhile
         free = self.cpus - sum(job.ncpus for job in self.running.values())
         if free <= 0:
             return
@@ -338,6 +385,12 @@ class Runner:
             .order_by(Job.id).limit(64)
         ).scalars().all()
         for job in rows:
+            if self.blocked:
+                note = f"Not Running: the local runner cannot start jobs: {self.blocked}"
+                if job.comment != note:
+                    job.comment = note
+                    db.session.commit()
+                continue
             if job.ncpus > self.cpus:
                 note = f"Not Running: the job asks for {job.ncpus} cpus, this host has {self.cpus}"
                 if job.comment != note:
@@ -368,7 +421,7 @@ class Runner:
             log.warning("job %s could not start: %s", job.scheduler_id, exc)
             db.session.execute(sa.update(Job).where(Job.id == job.id).values(
                 state="F", substate=SUBSTATE_FINISHED, exit_status=EXIT_START_FAILED, finished_at=utcnow(),
-                modified_at=utcnow(), comment=f"Job could not start: {type(exc).__name__}"))
+                modified_at=utcnow(), comment=f"Job could not start: {start_failure(exc)}"))
             db.session.commit()
             return False
         self.running[job.id] = running
@@ -378,17 +431,27 @@ class Runner:
         return True
 
     def launch(self, job: Job) -> RunningJob:
-        ident = identity.resolve(job.owner, self.data_dir)
+        ident = identity.resolve(job.owner, self.data_dir, allocate=False)
         run_as = ident.run_as
         script_path = os.path.join(self.spool, f"{job.id}.SC")
         nodes_path = os.path.join(self.spool, f"{job.id}.nodes")
         self._write_private(script_path, job.script, 0o500, run_as)
         self._write_private(nodes_path, "".join(f"{self.host}\n" for _ in range(job.ncpus)), 0o400, run_as)
         env = self.job_environment(job, run_as, nodes_path)
+        if self.use_sandbox:
+            env["HOME"] = env["PBS_O_HOME"] = job.job_dir  # the only folder the job sees
         with self._identity(run_as):
-            stdout_fd = self._open_output(job.output_path)
-            stderr_fd = stdout_fd if job.error_path == job.output_path else self._open_output(job.error_path)
+            stdout_fd = self._open_output(job, ident, job.output_path)
+            try:
+                stderr_fd = (stdout_fd if job.error_path == job.output_path
+                             else self._open_output(job, ident, job.error_path))
+            except BaseException:
+                os.close(stdout_fd)
+                raise
         args = self.command(job, script_path)
+        if self.use_sandbox:
+            args = sandbox.bwrap_command(args, job_dir=job.job_dir, read_only_files=[script_path, nodes_path],
+                                         hidden=self.hidden_paths())
         kwargs: dict[str, object] = {}
         if run_as is not None:
             kwargs.update(user=run_as.uid, group=run_as.gid, extra_groups=list(run_as.groups))
@@ -396,6 +459,8 @@ class Runner:
             process = subprocess.Popen(
                 args, cwd=job.job_dir, env=env, stdin=subprocess.DEVNULL, stdout=stdout_fd, stderr=stderr_fd,
                 start_new_session=True, close_fds=True, **kwargs)
+        except OSError as exc:
+            raise JobStartError(f"cannot run {args[0]} in {job.job_dir}: {exc.strerror or exc}") from exc
         finally:
             os.close(stdout_fd)
             if stderr_fd != stdout_fd:
@@ -469,14 +534,29 @@ class Runner:
             os.setgroups(saved_groups)
 
     @staticmethod
-    def _open_output(path: str) -> int:
-        return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+    def _open_output(job: Job, ident: identity.JobIdentity, path: str) -> int:
+        """The job's stdout/stderr, opened as its account. Inside the job folder no link is
+        followed at any step: the job itself may have planted one there on an earlier run."""
+        flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
+        try:
+            if ident.confined or path.startswith(job.job_dir.rstrip("/") + "/"):
+                owner_uid = ident.run_as.uid if ident.run_as is not None else None
+                return jobfiles.open_in_job_dir(job.job_dir, path, flags, 0o600, owner_uid=owner_uid)
+            return os.open(path, flags | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        except jobfiles.JobFileError as exc:
+            raise JobStartError(f"cannot open {path}: {exc.message}") from exc
+        except OSError as exc:
+            raise JobStartError(f"cannot open {path} as {ident.run_as.user if ident.run_as else 'the service'}: "
+                                f"{exc.strerror or exc}") from exc
 
     @staticmethod
     def _write_private(path: str, text: str, mode: int, run_as: RunAs | None) -> None:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(path)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        except OSError as exc:
+            raise JobStartError(f"cannot write {path}: {exc.strerror or exc}") from exc
         with os.fdopen(fd, "w") as handle:
             handle.write(text)
             if run_as is not None and os.geteuid() == 0:
@@ -487,6 +567,19 @@ class Runner:
     def _kill_group(pgid: int, signum: int) -> None:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(pgid, signum)
+
+
+class JobStartError(Exception):
+    """A job cannot start; the message names the path and why (it becomes the job's comment)."""
+
+
+def start_failure(exc: Exception) -> str:
+    """What the job's comment says when it could not start: which path, and why."""
+    if isinstance(exc, (JobStartError, identity.IdentityRefused, jobfiles.JobFileError)):
+        return str(exc)[:500]
+    if isinstance(exc, OSError) and exc.filename:
+        return f"{exc.filename}: {exc.strerror or type(exc).__name__}"
+    return type(exc).__name__
 
 
 def exit_with_parent() -> None:

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from soca_api.pbs.request import JobRequest
+from soca_api.schedulers import jobfiles
 from soca_api.schedulers.base import (
     EXIT_ABORTED_ON_RESTART,
     EXIT_KILLED_BY_SIGNAL_BASE,
@@ -860,57 +861,14 @@ def _run_as(context: SubmitContext) -> RunAs | None:
     return RunAs(context.user, context.run_as_uid, gid, tuple(context.run_as_groups), home)
 
 
-def _trusted_directory(fd: int) -> bool:
-    """A directory only root can change: symbolic links in it were made by root."""
-    status = os.fstat(fd)
-    return status.st_uid == 0 and not status.st_mode & 0o022
-
-
-def _open_job_dir(job_dir: str, run_as: RunAs | None) -> int:
-    """Open the job directory component by component from "/", creating what is missing
-    (0700, given to the user when the service is root), and return an fd on it.
-
-    A link is followed only inside a directory that only root can change: root writes the
-    script into this directory, and a link planted by the user (in its home, in /tmp) must
-    not send that write, or a root-made directory, anywhere else.
-    """
-    if not os.path.isabs(job_dir) or os.path.normpath(job_dir) != job_dir:
-        raise SchedulerError("Invalid job directory", detail=job_dir)
-    as_root = run_as is not None and os.geteuid() == 0
-    directory_flags = os.O_RDONLY | os.O_DIRECTORY
-    fd = os.open("/", directory_flags)
-    try:
-        for part in [p for p in job_dir.split("/") if p]:
-            flags = directory_flags if _trusted_directory(fd) else directory_flags | os.O_NOFOLLOW
-            try:
-                child = os.open(part, flags, dir_fd=fd)
-            except FileNotFoundError:
-                os.mkdir(part, 0o700, dir_fd=fd)
-                child = os.open(part, directory_flags | os.O_NOFOLLOW, dir_fd=fd)
-                if as_root:
-                    os.fchown(child, run_as.uid, run_as.gid)  # type: ignore[union-attr]
-            os.close(fd)
-            fd = child
-        if as_root and os.fstat(fd).st_uid not in (0, run_as.uid):  # type: ignore[union-attr]
-            raise SchedulerError("The job directory belongs to another user", detail=job_dir)
-        return fd
-    except BaseException:
-        os.close(fd)
-        raise
-
-
 def write_job_script(script: str, job_dir: str, run_as: RunAs | None) -> str:
     """Write the script into the job dir under a fresh name (never over an existing file
     or through a link) and return its absolute path."""
-    dir_fd = _open_job_dir(job_dir, run_as)
+    owner = (run_as.uid, run_as.gid) if run_as is not None else None
+    dir_fd = jobfiles.open_or_create_job_dir(job_dir, owner)
     try:
         name = f"soca-job-{secrets.token_hex(6)}.sh"
-        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
-        fd = os.open(name, flags, 0o700, dir_fd=dir_fd)
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            if run_as is not None and os.geteuid() == 0:
-                os.fchown(handle.fileno(), run_as.uid, run_as.gid)
-            handle.write(script)
+        jobfiles.write_new_file(dir_fd, name, script, owner, 0o700)
     finally:
         os.close(dir_fd)
     return os.path.join(job_dir, name)

@@ -9,7 +9,6 @@ from __future__ import annotations
 import fcntl
 import os
 import posixpath
-import stat
 import threading
 from contextlib import contextmanager
 from datetime import timedelta
@@ -30,6 +29,7 @@ from soca_api.schedulers.base import (
     SchedulerError,
     SubmitContext,
 )
+from soca_api.schedulers import jobfiles
 from soca_api.schedulers.records import record_info
 from soca_api.services import audit, identity, idempotency, queue_rules
 from soca_api.services.qstat_view import qstat_attributes
@@ -121,14 +121,17 @@ def submit(user: User, payload: str | None, *, idempotency_key: str | None = Non
     request = queue_rules.check_submission(user, request, queue)
     request.queue = queue  # the queue the rules were checked against is the one used
     adapter = get_adapter()
-    ident = identity.resolve(user.name, current_app.config["SOCA_DATA_DIR"])
+    try:
+        ident = identity.resolve(user.name, backend=adapter.name)
+    except identity.IdentityRefused as exc:
+        raise ApiError(403, exc.message) from None
     for dependency in request.dependencies:
         for dep_id in dependency.job_ids:
             _check_dependency(user, strip_server_suffix(dep_id))
 
     # Refuse paths that leave the job folder before anything is written (the folder's
-    # final name only adds the record id).
-    probe_dir = os.path.join(ident.base_dir, *ident.sub_dirs, f"{request.name}_0")
+    # final name only adds the record id and a random suffix).
+    probe_dir = os.path.join(ident.base_dir, *ident.sub_dirs, jobfiles.unique_folder_name(request.name, 0))
     _resolve_path(request.output_path, "o", probe_dir, ident.confined, "-o")
     _resolve_path(request.error_path, "e", probe_dir, ident.confined, "-e")
     try:
@@ -169,8 +172,7 @@ def _single_writer(wanted: bool):
 
 def _record_and_submit(user: User, request: JobRequest, queue: str, adapter, ident,
                        claim: idempotency.Claim | None = None) -> str:
-    home = ident.run_as.home if ident.run_as and not ident.confined else os.path.join(
-        ident.base_dir, *ident.sub_dirs)
+    home = ident.home
     job = Job(backend=adapter.name, owner=user.name, name=request.name, queue=queue,
               state=PENDING_STATE, script=request.script, request={**request_record(request), "home": home},
               ncpus=request.ncpus, nodes=request.nodes, walltime_seconds=request.walltime_seconds,
@@ -180,11 +182,14 @@ def _record_and_submit(user: User, request: JobRequest, queue: str, adapter, ide
     if claim is not None:
         idempotency.record(job, claim)  # same transaction as the row: no window
     try:
-        job_dir = identity.make_job_dir(ident, f"{request.name}_{job.id}")
-    except (OSError, ValueError) as exc:
+        job_dir = identity.make_job_dir(ident, jobfiles.unique_folder_name(request.name, job.id))
+    except jobfiles.JobFileError as exc:
+        db.session.rollback()  # nothing half-written: no record without its folder
+        raise ApiError(exc.status, f"Unable to create the job folder: {exc.message}") from None
+    except OSError as exc:
         db.session.rollback()
         current_app.logger.error("cannot create job folder for %s: %s", user.name, exc)
-        raise ApiError(500, "Unable to create the job folder") from None
+        raise ApiError(503, f"Unable to create the job folder: {exc.strerror or type(exc).__name__}") from None
     seq = job.id
     job.job_dir = job_dir
     job.output_path = _resolve_path(request.output_path, f"{request.name}.o{seq}", job_dir, ident.confined, "-o")
@@ -219,6 +224,11 @@ def _record_and_submit(user: User, request: JobRequest, queue: str, adapter, ide
                      detail=exc.detail or exc.message)
         extra = {"stderr": exc.detail} if exc.detail else None
         raise ApiError(exc.status, exc.message, extra=extra) from None
+    except jobfiles.JobFileError as exc:  # the job script could not be written safely
+        job.state, job.deleted_at, job.comment = "F", utcnow(), f"refused: {exc.message}"
+        idempotency.forget(job)
+        db.session.commit()
+        raise ApiError(exc.status, f"Unable to write the job script: {exc.message}") from None
     job.scheduler_id, job.state = job_id, "Q"
     db.session.commit()
     return job_id
@@ -393,19 +403,9 @@ def read_output(user: User, job_id: str, stream: str, *, offset: int | None, len
     if record.scheduler_id.endswith("[]"):
         raise ApiError(400, "An array job has no output of its own: ask for one subjob, e.g. 12[1]")
     path = record.output_path if stream == "stdout" else record.error_path
-    ident = identity.resolve(user.name, current_app.config["SOCA_DATA_DIR"])
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
-    except FileNotFoundError:
-        raise ApiError(404, f"No {stream} yet for job {job_id}") from None
-    except OSError:
-        raise ApiError(403, f"The {stream} file of job {job_id} cannot be read") from None
+    fd = _open_job_output(record, path, stream, job_id)
     with os.fdopen(fd, "rb") as handle:
-        info = os.fstat(handle.fileno())
-        # Read only regular files owned by the job's account: never a file it merely named.
-        if not stat.S_ISREG(info.st_mode) or (ident.run_as and info.st_uid != ident.run_as.uid):
-            raise ApiError(403, f"The {stream} file of job {job_id} cannot be read")
-        size = info.st_size
+        size = os.fstat(handle.fileno()).st_size
         if tail is not None:
             start = _tail_start(handle, size, tail)
         else:
@@ -419,6 +419,27 @@ def read_output(user: User, job_id: str, stream: str, *, offset: int | None, len
     return {"job_id": job_id, "stream": stream, "path": path, "offset": start, "next_offset": end,
             "size": size, "eof": end >= size, "finished": record.state == "F",
             "data": data.decode("utf-8", errors="replace")}
+
+
+def _open_job_output(record: Job, path: str | None, stream: str, job_id: str) -> int:
+    """A descriptor on the job's output, as its account would see it: the folders a user
+    can change are walked without following links, and the file must be a regular file
+    of the job's account (never one it merely named, e.g. a link to the secret key)."""
+    if not path:
+        raise ApiError(404, f"No {stream} yet for job {job_id}")
+    owner_uid = None
+    if os.geteuid() == 0:
+        try:
+            ident = identity.resolve(record.owner, backend=record.backend, allocate=False)
+        except identity.IdentityRefused:
+            raise ApiError(403, f"The {stream} file of job {job_id} cannot be read") from None
+        owner_uid = ident.run_as.uid if ident.run_as else None
+    try:
+        return jobfiles.open_for_reading(path, owner_uid)
+    except FileNotFoundError:
+        raise ApiError(404, f"No {stream} yet for job {job_id}") from None
+    except (OSError, jobfiles.JobFileError):
+        raise ApiError(403, f"The {stream} file of job {job_id} cannot be read") from None
 
 
 def _complete_utf8(data: bytes) -> int:
