@@ -1,7 +1,8 @@
 """gunicorn settings for soca-api, from the same SOCA_* variables as config.py.
 
-With the local scheduler, the master also starts the runner (one process, restarted if
-it dies) so that `make run` is all a laptop needs.
+The master also starts `flask scheduler run` (one process, restarted if it dies): the
+local runner on the local backend, the reconciler on PBS and Slurm (one per deployment:
+on other instances it waits as a standby), so that `make run` is all a host needs.
 """
 import os
 import subprocess
@@ -38,11 +39,11 @@ def _supervise(server) -> None:
     while not _runner["stop"]:
         process = subprocess.Popen(args, cwd=os.path.dirname(os.path.abspath(__file__)))
         _runner["process"] = process
-        server.log.info("local runner started (pid %s)", process.pid)
+        server.log.info("scheduler runner started (pid %s)", process.pid)
         code = process.wait()
         if _runner["stop"]:
             break
-        server.log.error("local runner exited with %s; restarting in 1 s", code)
+        server.log.error("scheduler runner exited with %s; restarting in 1 s", code)
         time.sleep(1)
 
 
