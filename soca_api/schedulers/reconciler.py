@@ -295,18 +295,19 @@ def _chunks(items: list[str], size: int = 500):
 
 
 # -- readers' side -------------------------------------------------------------------------
-_fresh_cache: dict[str, tuple[float, bool]] = {}
+_fresh_cache: dict[tuple[str, str], tuple[float, bool]] = {}
 
 
 def snapshot_is_current(backend: str, interval: float) -> bool:
     """True while a reconciler keeps the job rows up to date (it finished a pass within a
-    few intervals). Asked at most twice a second per process."""
-    cached = _fresh_cache.get(backend)
+    few intervals). Asked at most twice a second per process and database."""
+    key = (str(db.engine.url), backend)
+    cached = _fresh_cache.get(key)
     now = time.monotonic()
     if cached is not None and now - cached[0] < 0.5:
         return cached[1]
     refreshed = db.session.execute(
         sa.select(SchedulerLease.refreshed_at).where(SchedulerLease.name == backend)).scalar_one_or_none()
     current = refreshed is not None and utcnow() - refreshed < timedelta(seconds=max(10.0, 5 * interval))
-    _fresh_cache[backend] = (now, current)
+    _fresh_cache[key] = (now, current)
     return current
