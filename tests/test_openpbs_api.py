@@ -279,3 +279,49 @@ def test_reads_run_no_scheduler_command_and_orphans_are_resolved(pbs):
         resolved = db.session.get(Job, row_id)
         assert resolved.scheduler_id == pbs_id and resolved.state != "T"
     listed(client, alice, pbs_id, "F")
+
+
+def test_seed_curl_steps_over_gunicorn_with_its_reconciler():
+    """As deployed: gunicorn (two workers) starts the reconciler; the seed's requests over
+    HTTP; the listing turns F with no GET, from the one reconciler's snapshot."""
+    import requests
+
+    from tests.conftest import make_data_dir, service_env
+    from tests.live import flask_cli, free_port, start_gunicorn
+
+    require_openpbs()
+    if os.geteuid() != 0:
+        pytest.skip("jobs run as their POSIX users only when the service is root")
+    ensure_posix(OTHER)
+    shutil.rmtree(os.path.join(pwd.getpwnam(OTHER).pw_dir, "soca_job_output"), ignore_errors=True)
+    data_dir = make_data_dir()
+    port = free_port()
+    env = service_env(data_dir, f"sqlite:///{data_dir}/soca.db", SOCA_PORT=str(port), SOCA_WORKERS="2",
+                      SOCA_SCHEDULER="pbs", SOCA_PBS_BIN=PBS_BIN, SOCA_SCHEDULER_CACHE_SECONDS="1",
+                      SOCA_ACCESS_LOG="")
+    flask_cli(env, "db", "upgrade")
+    key = flask_cli(env, "user", "create", OTHER).strip().splitlines()[-1]
+    base = f"http://127.0.0.1:{port}"
+    server = start_gunicorn(env, base)
+    try:
+        headers = {"X-SOCA-USER": OTHER, "X-SOCA-TOKEN": key}
+        submitted = requests.post(f"{base}/api/scheduler/job", headers=headers, data={"payload": SEED_PAYLOAD},
+                                  timeout=30).json()
+        assert submitted["success"] is True
+        job_id = submitted["message"]
+        got_back = requests.get(f"{base}/api/scheduler/job", params={"job_id": job_id}, headers=headers,
+                                timeout=30).json()
+        assert got_back["success"] is True and got_back["message"]["Job_Name"] == "testjob"
+        deadline = time.time() + 60
+        state = None
+        while time.time() < deadline and state != "F":
+            listing = requests.get(f"{base}/api/scheduler/jobs", headers=headers, timeout=30).json()["message"]
+            state = listing.get(job_id, {}).get("job_state")
+            time.sleep(0.3)
+        assert state == "F"
+        deleted = requests.delete(f"{base}/api/scheduler/job", params={"job_id": job_id}, headers=headers,
+                                  timeout=30).json()
+        assert deleted == {"success": True, "message": "Job deleted"}
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
