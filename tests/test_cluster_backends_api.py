@@ -29,6 +29,12 @@ def ensure_posix_user() -> str:
     return POSIX_USER if os.geteuid() == 0 else pwd.getpwuid(os.geteuid()).pw_name
 
 
+def fresh(prefix: str) -> str:
+    """A user name no POSIX account has: its jobs get new folders under the data folder
+    (a POSIX account of a fixed name keeps folders from earlier runs)."""
+    return f"{prefix}{uuid.uuid4().hex[:6]}"
+
+
 def api_user(app, name: str):
     from soca_api.services import accounts
     from tests.helpers import Account
@@ -122,7 +128,7 @@ def test_other_user_cannot_see_a_slurm_job(slurm_app):
 # -- PBS text dialect over Slurm's Torque wrappers --------------------------------------------
 def test_pbs_adapter_over_torque_wrappers_runs_and_reads_back(torque_app):
     client = torque_app.test_client()
-    account = api_user(torque_app, "torqueuser")
+    account = api_user(torque_app, fresh("torqueuser"))
     job_id = submit(client, account, "#!/bin/sh\n#PBS -N wrapped\necho from-torque\n")
     attributes = wait_for_state(client, account, job_id, "F", timeout=60)
     assert attributes["Job_Name"] == "wrapped"
@@ -159,7 +165,7 @@ def fake_pbs_app(tmp_path):
 def test_hanging_qsub_is_504_within_timeout_and_others_are_served(fake_pbs_app):
     app, fake = fake_pbs_app
     fake.add(SEED_QSUB, stdout="1.pbshost\n", sleep=30).write()
-    account = api_user(app, "pbshang")
+    account = api_user(app, fresh("pbshang"))
     results: dict[str, object] = {}
 
     def slow_submit():
@@ -182,7 +188,7 @@ def test_missing_qsub_is_503_and_garbage_is_502(tmp_path):
     FakePbs(bin_dir, commands=("qstat", "qdel")).write()
     stack = build_stack("sqlite", f"sqlite:///{tmp_path}/soca.db", SOCA_SCHEDULER="pbs", SOCA_PBS_DIALECT="json",
                         SOCA_PBS_BIN=bin_dir)
-    account = api_user(stack.app, "pbsmissing")
+    account = api_user(stack.app, fresh("pbsmissing"))
     missing = stack.app.test_client().post("/api/scheduler/job", headers=account.headers,
                                            data={"payload": SEED_PAYLOAD})
     assert missing.status_code == 503 and missing.json["success"] is False
@@ -191,7 +197,7 @@ def test_missing_qsub_is_503_and_garbage_is_502(tmp_path):
     FakePbs(bin_dir2).add(SEED_QSUB, stdout="<html>garbage</html>\n").write()
     stack2 = build_stack("sqlite", f"sqlite:///{tmp_path}/soca2.db", SOCA_SCHEDULER="pbs", SOCA_PBS_DIALECT="json",
                          SOCA_PBS_BIN=bin_dir2)
-    account2 = api_user(stack2.app, "pbsgarbage")
+    account2 = api_user(stack2.app, fresh("pbsgarbage"))
     garbage = stack2.app.test_client().post("/api/scheduler/job", headers=account2.headers,
                                             data={"payload": SEED_PAYLOAD})
     assert garbage.status_code == 502
@@ -213,7 +219,7 @@ def test_nothing_reaches_slurm_when_a_queue_rule_fails(tmp_path):
     with stack.app.app_context():
         queues.update_queue("normal", changes={"restricted_parameters": "instance_type", "max_cpus_per_job": "1"})
         queues.update_queue("high", changes={"allowed_users": "someone_else"})
-    account = api_user(stack.app, "ruleduser")
+    account = api_user(stack.app, fresh("ruleduser"))
     client = stack.app.test_client()
     before = next_slurm_job_id()
     refused = [
@@ -236,7 +242,7 @@ def test_nothing_reaches_pbs_when_a_queue_rule_fails(fake_pbs_app):
 
     with app.app_context():
         queues.update_queue("normal", changes={"restricted_parameters": "instance_type"})
-    account = api_user(app, "pbsruled")
+    account = api_user(app, fresh("pbsruled"))
     response = app.test_client().post("/api/scheduler/job", headers=account.headers, data={"payload": SEED_PAYLOAD})
     assert response.status_code == 403
     assert fake.calls("qsub") == []

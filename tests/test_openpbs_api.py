@@ -196,6 +196,21 @@ def test_array_subjobs_belong_to_the_arrays_owner(pbs):
     assert first not in client.get("/api/scheduler/jobs", headers=alice.headers).json["message"]
 
 
+def test_owner_deletes_a_running_subjob(pbs):
+    client = pbs.app.test_client()
+    alice = account(pbs.app, OWNER)
+    array_id = submit(client, alice, "#!/bin/sh\n#PBS -N longarr\n#PBS -J 1-2\nsleep 60\n")
+    first = array_id.replace("[]", "[1]")
+    got(client, alice, first, "R")
+    assert client.delete(f"/api/scheduler/job?job_id={first}", headers=alice.headers).status_code == 200
+    deadline = time.time() + 30
+    while time.time() < deadline and qstat_x(first).get("job_state") not in ("X", "F"):
+        time.sleep(0.3)
+    assert qstat_x(first)["job_state"] in ("X", "F")  # killed in PBS
+    assert job_attributes(client, alice, first).status_code == 404
+    assert client.delete(f"/api/scheduler/job?job_id={array_id}", headers=alice.headers).status_code == 200
+
+
 def test_hold_release_and_dependencies(pbs):
     client = pbs.app.test_client()
     alice = account(pbs.app, OWNER)

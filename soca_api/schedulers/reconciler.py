@@ -249,14 +249,7 @@ class Reconciler:
                 continue  # an array submitted outside the service
             row = existing.get(info.id)
             if row is None:
-                row = Job(backend=backend, scheduler_id=info.id, owner=parent.owner, name=parent.name,
-                          queue=parent.queue, state=info.state, script="", request=dict(parent.request or {}),
-                          job_dir=parent.job_dir, ncpus=parent.ncpus, nodes=parent.nodes,
-                          walltime_seconds=parent.walltime_seconds, rerunable=parent.rerunable,
-                          parent_id=parent.id, array_index=_index(info.id), created_at=parent.created_at,
-                          deleted_at=parent.deleted_at)
-                db.session.add(row)
-                existing[info.id] = row
+                row = existing[info.id] = subjob_row(parent, info.id, info.state)
             elif row.state == "F" and row.substate is not None and row.substate >= FINAL_SUBSTATES:
                 continue
             changed += apply_info(row, info, now)
@@ -287,6 +280,18 @@ class Reconciler:
                 row.comment = NEVER_SUBMITTED
             resolved += 1
         return resolved
+
+
+def subjob_row(parent: Job, api_id: str, state: str) -> Job:
+    """A new row for subjob `api_id` ("12[3]") of the array recorded as `parent`."""
+    row = Job(backend=parent.backend, scheduler_id=api_id, owner=parent.owner, name=parent.name,
+              queue=parent.queue, state=state, script="", request=dict(parent.request or {}),
+              job_dir=parent.job_dir, ncpus=parent.ncpus, nodes=parent.nodes,
+              walltime_seconds=parent.walltime_seconds, rerunable=parent.rerunable,
+              parent_id=parent.id, array_index=_index(api_id), created_at=parent.created_at,
+              deleted_at=parent.deleted_at)
+    db.session.add(row)
+    return row
 
 
 def _chunks(items: list[str], size: int = 500):

@@ -30,7 +30,7 @@ from soca_api.schedulers.base import (
     SchedulerError,
     SubmitContext,
 )
-from soca_api.schedulers.reconciler import apply_info, snapshot_is_current
+from soca_api.schedulers.reconciler import apply_info, snapshot_is_current, subjob_row
 from soca_api.schedulers.records import record_info
 from soca_api.services import audit, identity, queue_rules
 from soca_api.services.qstat_view import qstat_attributes
@@ -267,6 +267,8 @@ def _lookup(user: User, job_id: str) -> tuple[JobInfo, Job | None]:
     adapter = get_adapter()
     record = find_record(job_id)
     owner_record = record if record is not None else _array_record(job_id)
+    if record is None and owner_record is not None and find_record(job_id, include_deleted=True) is not None:
+        raise ApiError(404, JOB_GONE)  # a deleted subjob stays out of view, as other jobs do
     if owner_record is not None and not _visible(user, owner_record.owner):
         raise ApiError(404, JOB_GONE)
     if owner_record is None and (not user.is_admin or adapter.name == "local"):
@@ -349,6 +351,12 @@ def delete(user: User, job_id: str) -> None:
         pass  # finished between the read and the delete: nothing left to stop
     except SchedulerError as exc:
         raise ApiError(exc.status, exc.message) from None
+    if record is None and adapter.name != "local":
+        parent = _array_record(job_id)
+        if parent is not None:
+            # A subjob the reconciler has not recorded yet: its row keeps the deletion
+            # (and the scheduler's final values once the reconciler sees them).
+            record = subjob_row(parent, job_id, info.state)
     if record is not None and record.deleted_at is None:
         record.deleted_at = utcnow()
         record.state, record.finished_at = "F", record.finished_at or utcnow()
