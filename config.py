@@ -103,7 +103,8 @@ def server_settings() -> dict[str, object]:
         "worker_class": _env("WORKER_CLASS", "gthread"),
         "worker_timeout": _env_int("WORKER_TIMEOUT", 60),
         "access_log": _env("ACCESS_LOG", "-"),
-        "start_runner": _env_bool("START_RUNNER", True) and _env("SCHEDULER", "local") == "local",
+        # The local runner, or the PBS/Slurm reconciler (`flask scheduler run`).
+        "start_runner": _env_bool("START_RUNNER", True),
         # Strict-Transport-Security max-age on every answer served over HTTPS (0: none).
         "hsts_seconds": _env_int("HSTS_SECONDS", 365 * 24 * 3600),
     }
@@ -130,7 +131,11 @@ def from_env() -> dict[str, object]:
         "SOCA_LOGIN_LIMIT": _env("LOGIN_LIMIT", "10 per minute"),
         "SOCA_SCHEDULER": _env("SCHEDULER", "local"),
         "SOCA_SCHEDULER_TIMEOUT": _env_float("SCHEDULER_TIMEOUT", 10.0),
+        # PBS / Slurm: one snapshot of all jobs per this many seconds (the reconciler's
+        # pass; a worker's own fallback snapshot when no reconciler runs).
         "SOCA_SCHEDULER_CACHE_SECONDS": _env_float("SCHEDULER_CACHE_SECONDS", 2.0),
+        # How long a reconciler's lease lasts unrenewed before a standby takes over.
+        "SOCA_RECONCILER_LEASE_SECONDS": _env_float("RECONCILER_LEASE_SECONDS", 15.0),
         "SOCA_PBS_BIN": _env("PBS_BIN", ""),
         "SOCA_PBS_DIALECT": _env("PBS_DIALECT", "auto"),
         "SOCA_PBS_MANAGE_QUEUES": _env_bool("PBS_MANAGE_QUEUES", False),

@@ -1,7 +1,8 @@
 """gunicorn settings for soca-api, from the same SOCA_* variables as config.py.
 
-With the local scheduler, the master also starts the runner (one process, restarted if
-it dies) so that `make run` is all a laptop needs.
+The master also starts `flask scheduler run` (one process, restarted if it dies): the
+local runner on the local backend, the reconciler on PBS and Slurm (one per deployment:
+on other instances it waits as a standby), so that `make run` is all a host needs.
 """
 import os
 import subprocess
@@ -44,7 +45,7 @@ def _supervise(server) -> None:
     while not _runner["stop"]:
         process = subprocess.Popen(args, cwd=os.path.dirname(os.path.abspath(__file__)))
         _runner["process"] = process
-        server.log.info("local runner started (pid %s)", process.pid)
+        server.log.info("scheduler runner started (pid %s)", process.pid)
         code = process.wait()
         if _runner["stop"]:
             break
@@ -52,12 +53,12 @@ def _supervise(server) -> None:
             # The runner exits 0 only when told to stop: usually the whole service is
             # stopping (a SIGTERM to its process group, which reaches the runner before
             # the master acts on it). Not an error; restart only if the master serves on.
-            server.log.info("local runner stopped (exit 0)")
+            server.log.info("scheduler runner stopped (exit 0)")
             if _master_stopping(server, wait=3.0):
                 break
-            server.log.info("local runner restarting: the service still runs")
+            server.log.info("scheduler runner restarting: the service still runs")
             continue
-        server.log.error("local runner exited with %s; restarting in 1 s", code)
+        server.log.error("scheduler runner exited with %s; restarting in 1 s", code)
         time.sleep(1)
 
 

@@ -148,6 +148,10 @@ class Job(db.Model):
     comment: Mapped[str | None] = mapped_column(sa.Text)
     delete_requested: Mapped[bool] = mapped_column(default=False)
     deleted_at: Mapped[datetime | None] = mapped_column()
+    # PBS / Slurm: the job as the scheduler last reported it (a JobInfo as JSON, written
+    # by the reconciler from its snapshot) and when; readers answer from it.
+    scheduler_record: Mapped[dict | None] = mapped_column(sa.JSON)
+    synced_at: Mapped[datetime | None] = mapped_column()
 
 
 class IdempotencyKey(db.Model):
@@ -181,3 +185,15 @@ class JobAccount(db.Model):
     user_name: Mapped[str] = mapped_column(sa.String(32), unique=True)
     uid: Mapped[int] = mapped_column(unique=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class SchedulerLease(db.Model):
+    """Who runs the one reconciler of a deployment: held while renewed before it expires."""
+
+    __tablename__ = "scheduler_leases"
+
+    name: Mapped[str] = mapped_column(sa.String(32), primary_key=True)
+    holder: Mapped[str] = mapped_column(sa.String(128))
+    expires_at: Mapped[datetime] = mapped_column()
+    # When the holder last finished a snapshot: readers trust the job rows while it is recent.
+    refreshed_at: Mapped[datetime | None] = mapped_column()

@@ -31,3 +31,22 @@ def slurm_available() -> bool:
 
 def require_slurm() -> None:
     require(slurm_available(), "A running Slurm (scripts/slurm-single-node.sh start)")
+
+
+PBS_BIN = "/opt/pbs/bin"
+
+
+def openpbs_available() -> bool:
+    """OpenPBS (../shared/openpbs/install.sh) answering, with its node up."""
+    qstat = os.path.join(PBS_BIN, "qstat")
+    if not os.access(qstat, os.X_OK):
+        return False
+    try:
+        out = subprocess.run([os.path.join(PBS_BIN, "pbsnodes"), "-a"], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return out.returncode == 0 and ("state = free" in out.stdout or "state = job-busy" in out.stdout)
+
+
+def require_openpbs() -> None:
+    require(openpbs_available(), "A running OpenPBS (bash ../shared/openpbs/install.sh)")

@@ -7,6 +7,8 @@ import pwd
 import subprocess
 import threading
 import time
+import uuid
+from datetime import datetime
 
 import pytest
 
@@ -25,6 +27,12 @@ def ensure_posix_user() -> str:
     if os.geteuid() == 0 and subprocess.run(["id", POSIX_USER], capture_output=True).returncode != 0:
         subprocess.run(["useradd", "-m", "-s", "/bin/sh", POSIX_USER], check=True)
     return POSIX_USER if os.geteuid() == 0 else pwd.getpwuid(os.geteuid()).pw_name
+
+
+def fresh(prefix: str) -> str:
+    """A user name no POSIX account has: its jobs get new folders under the data folder
+    (a POSIX account of a fixed name keeps folders from earlier runs)."""
+    return f"{prefix}{uuid.uuid4().hex[:6]}"
 
 
 def api_user(app, name: str):
@@ -121,7 +129,7 @@ def test_other_user_cannot_see_a_slurm_job(slurm_app):
 # -- PBS text dialect over Slurm's Torque wrappers --------------------------------------------
 def test_pbs_adapter_over_torque_wrappers_runs_and_reads_back(torque_app):
     client = torque_app.test_client()
-    account = api_user(torque_app, "torqueuser")
+    account = api_user(torque_app, fresh("torqueuser"))
     job_id = submit(client, account, "#!/bin/sh\n#PBS -N wrapped\necho from-torque\n")
     attributes = wait_for_state(client, account, job_id, "F", timeout=60)
     assert attributes["Job_Name"] == "wrapped"
@@ -134,6 +142,10 @@ def test_pbs_adapter_over_torque_wrappers_runs_and_reads_back(torque_app):
 
 
 # -- replayed OpenPBS faults through the API ------------------------------------------------
+# (a refusal a real server gives is tested against it: tests/test_openpbs_api.py)
+# The seed names its job; the adapter adds direct write of the output files.
+SEED_QSUB = ["qsub", "-k", "doe", "testjob.sh"]
+
 def reachable_bin(name: str) -> str:
     """As root, qsub runs as the job's account: the fake must be reachable for it."""
     path = os.path.join(make_data_dir("fakepbs-"), name)
@@ -151,22 +163,10 @@ def fake_pbs_app(tmp_path):
     return stack.app, fake
 
 
-def test_openpbs_rejection_is_400_with_qsub_message(fake_pbs_app):
-    app, fake = fake_pbs_app
-    recorded = load_fixture("01_qsub_seed_asis_unknown_resource.txt")
-    fake.add(["qsub", "testjob.sh"], stdout=recorded.stdout, stderr=recorded.stderr,
-             exit_code=recorded.exit_code).write()
-    account = api_user(app, "pbsuser")
-    response = app.test_client().post("/api/scheduler/job", headers=account.headers, data={"payload": SEED_PAYLOAD})
-    assert response.status_code == 400
-    assert "Unknown resource" in response.json["stderr"]
-    assert "Hello" not in response.get_data(as_text=True)
-
-
 def test_hanging_qsub_is_504_within_timeout_and_others_are_served(fake_pbs_app):
     app, fake = fake_pbs_app
-    fake.add(["qsub", "testjob.sh"], stdout="1.pbshost\n", sleep=30).write()
-    account = api_user(app, "pbshang")
+    fake.add(SEED_QSUB, stdout="1.pbshost\n", sleep=30).write()
+    account = api_user(app, fresh("pbshang"))
     results: dict[str, object] = {}
 
     def slow_submit():
@@ -189,16 +189,16 @@ def test_missing_qsub_is_503_and_garbage_is_502(tmp_path):
     FakePbs(bin_dir, commands=("qstat", "qdel")).write()
     stack = build_stack("sqlite", f"sqlite:///{tmp_path}/soca.db", SOCA_SCHEDULER="pbs", SOCA_PBS_DIALECT="json",
                         SOCA_PBS_BIN=bin_dir)
-    account = api_user(stack.app, "pbsmissing")
+    account = api_user(stack.app, fresh("pbsmissing"))
     missing = stack.app.test_client().post("/api/scheduler/job", headers=account.headers,
                                            data={"payload": SEED_PAYLOAD})
     assert missing.status_code == 503 and missing.json["success"] is False
 
     bin_dir2 = reachable_bin("bin2")
-    FakePbs(bin_dir2).add(["qsub", "testjob.sh"], stdout="<html>garbage</html>\n").write()
+    FakePbs(bin_dir2).add(SEED_QSUB, stdout="<html>garbage</html>\n").write()
     stack2 = build_stack("sqlite", f"sqlite:///{tmp_path}/soca2.db", SOCA_SCHEDULER="pbs", SOCA_PBS_DIALECT="json",
                          SOCA_PBS_BIN=bin_dir2)
-    account2 = api_user(stack2.app, "pbsgarbage")
+    account2 = api_user(stack2.app, fresh("pbsgarbage"))
     garbage = stack2.app.test_client().post("/api/scheduler/job", headers=account2.headers,
                                             data={"payload": SEED_PAYLOAD})
     assert garbage.status_code == 502
@@ -220,7 +220,7 @@ def test_nothing_reaches_slurm_when_a_queue_rule_fails(tmp_path):
     with stack.app.app_context():
         queues.update_queue("normal", changes={"restricted_parameters": "instance_type", "max_cpus_per_job": "1"})
         queues.update_queue("high", changes={"allowed_users": "someone_else"})
-    account = api_user(stack.app, "ruleduser")
+    account = api_user(stack.app, fresh("ruleduser"))
     client = stack.app.test_client()
     before = next_slurm_job_id()
     refused = [
@@ -243,7 +243,75 @@ def test_nothing_reaches_pbs_when_a_queue_rule_fails(fake_pbs_app):
 
     with app.app_context():
         queues.update_queue("normal", changes={"restricted_parameters": "instance_type"})
-    account = api_user(app, "pbsruled")
+    account = api_user(app, fresh("pbsruled"))
     response = app.test_client().post("/api/scheduler/job", headers=account.headers, data={"payload": SEED_PAYLOAD})
     assert response.status_code == 403
     assert fake.calls("qsub") == []
+
+
+# -- Slurm with the reconciler: what users read agrees with Slurm ---------------------------
+@pytest.fixture(scope="module")
+def slurm_live(tmp_path_factory):
+    """The Slurm backend as deployed: `flask scheduler run` reconciles the job rows."""
+    require_slurm()
+    data = tmp_path_factory.mktemp("slurmlive")
+    settings = {"SOCA_SCHEDULER": "slurm", "SOCA_SCHEDULER_CACHE_SECONDS": 1.0}
+    stack = build_stack("sqlite", f"sqlite:///{data}/soca.db", **settings)
+    stack.env.update({key: str(value) for key, value in settings.items()})
+    stack.start_runner()
+    yield stack
+    stack.stop_runner()
+
+
+def listed_state(client, account, job_id: str, states: str, timeout: float = 60.0) -> dict:
+    """Wait until the listing (never a GET of the job) shows it in one of `states`."""
+    deadline = time.time() + timeout
+    last = None
+    while time.time() < deadline:
+        last = client.get("/api/scheduler/jobs", headers=account.headers).json["message"].get(job_id)
+        if last is not None and last["job_state"] in states:
+            return last
+        time.sleep(0.2)
+    raise AssertionError(f"listing never showed {job_id} in {states}; last {last}")
+
+
+def scontrol_fields(job_id: str) -> dict[str, str]:
+    from soca_api.schedulers.slurm import parse_scontrol_job
+
+    out = subprocess.run(["scontrol", "show", "job", job_id], capture_output=True, text=True, timeout=10).stdout
+    return parse_scontrol_job(out)
+
+
+def test_slurm_listing_final_record_and_default_output_come_from_slurm(slurm_live):
+    client = slurm_live.app.test_client()
+    account = api_user(slurm_live.app, ensure_posix_user())
+    name = f"sl{uuid.uuid4().hex[:6]}"
+    job_id = submit(client, account, f"#!/bin/sh\n#PBS -N {name}\necho from-slurm\nexit 4\n")
+    finished = listed_state(client, account, job_id, "F")
+    assert finished["Exit_status"] == 4
+    out = client.get(f"/api/scheduler/job/output?job_id={job_id}", headers=account.headers).json["message"]
+    assert out["path"].endswith(f"/{name}.o{job_id}") and out["data"] == "from-slurm\n"
+    final = client.get(f"/api/scheduler/job/final?job_id={job_id}", headers=account.headers).json["message"]
+    truth = scontrol_fields(job_id)
+    assert final["Exit_status"] == 4 and truth["ExitCode"] == "4:0"
+    assert final["exec_host"] == truth["NodeList"]
+    started = datetime.strptime(truth["StartTime"], "%Y-%m-%dT%H:%M:%S")
+    assert final["stime"] == started.strftime("%a %b %e %H:%M:%S %Y")
+    assert final["Output_Path"].endswith(f"/{name}.o{job_id}")
+
+
+def test_slurm_array_subjobs_belong_to_the_arrays_owner(slurm_live):
+    client = slurm_live.app.test_client()
+    owner = api_user(slurm_live.app, f"slo{uuid.uuid4().hex[:6]}")
+    stranger = api_user(slurm_live.app, f"sls{uuid.uuid4().hex[:6]}")
+    array_id = submit(client, owner, "#!/bin/sh\n#PBS -N arr\n#PBS -J 1-2\necho task $PBS_ARRAY_INDEX\n")
+    assert array_id.endswith("[]")
+    first = array_id.replace("[]", "[1]")
+    assert job_attributes(client, stranger, first).status_code == 404
+    listed_state(client, owner, array_id, "F")
+    sub = job_attributes(client, owner, first)
+    assert sub.status_code == 200 and sub.json["message"]["job_state"] == "F"
+    assert client.delete(f"/api/scheduler/job?job_id={first}", headers=stranger.headers).status_code == 404
+    out = client.get(f"/api/scheduler/job/output?job_id={first}", headers=owner.headers)
+    assert out.status_code == 200, out.json
+    assert first not in client.get("/api/scheduler/jobs", headers=owner.headers).json["message"]

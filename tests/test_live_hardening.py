@@ -86,5 +86,5 @@ def test_a_clean_stop_logs_no_error(live_tls):
     assert server.wait(timeout=60) == 0
     with open(os.path.join(live_tls["data_dir"], "gunicorn.log")) as handle:
         log = handle.read()
-    assert "local runner stopped (exit 0)" in log or "local runner started" in log
+    assert "scheduler runner stopped (exit 0)" in log or "scheduler runner started" in log
     assert "ERROR" not in log and "Traceback" not in log, log[-3000:]

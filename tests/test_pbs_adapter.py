@@ -42,7 +42,13 @@ SEED = """#!/bin/bash
 #PBS -l nodes=1,instance_type=c5.large
 /bin/echo "Hello World"
 """
-SNAPSHOT = ["qstat", "-f", "-F", "json"]
+SNAPSHOT = ["qstat", "-x", "-t", "-f", "-F", "json"]
+
+
+def qsub(script: str, name: str | None = None) -> list[str]:
+    """qsub's command line for a request without -N/-k directives (the adapter adds the
+    name it records and direct write of the output files)."""
+    return ["qsub", "-N", name or script[:-3], "-k", "doe", script]
 
 
 def all_jobs_json(*fixtures: str) -> str:
@@ -84,7 +90,7 @@ def context_for(tmp_path, name: str = "job_1") -> SubmitContext:
 
 def test_submit_seed_script(fake, adapter, tmp_path, monkeypatch):
     monkeypatch.setenv("SOCA_TEST_SECRET", "do-not-leak")
-    fake.add_fixture(["qsub", "testjob.sh"], "03_qsub_seed_asis_after_create_resource.txt")
+    fake.add_fixture(qsub("testjob.sh"), "03_qsub_seed_asis_after_create_resource.txt")
     context = context_for(tmp_path)
     assert adapter.submit(JobRequest(script=SEED, name="testjob"), context) == "1"
     (call,) = fake.calls("qsub")
@@ -97,12 +103,12 @@ def test_submit_seed_script(fake, adapter, tmp_path, monkeypatch):
 
 
 def test_submit_array_returns_bracketed_id(fake, adapter, tmp_path):
-    fake.add_fixture(["qsub", "testjob.sh"], "42_qsub_array_J1-3.txt")
+    fake.add_fixture(qsub("testjob.sh"), "42_qsub_array_J1-3.txt")
     assert adapter.submit(JobRequest(script=SEED, name="testjob"), context_for(tmp_path)) == "16[]"
 
 
 def test_submit_bare_id_as_slurm_wrapper_prints_it(fake, adapter, tmp_path):
-    fake.add(["qsub", "x.sh"], stdout="23\n")
+    fake.add(qsub("x.sh"), stdout="23\n")
     assert adapter.submit(JobRequest(script="#PBS -N x\necho hi\n", name="x"), context_for(tmp_path)) == "23"
 
 
@@ -140,10 +146,10 @@ REJECTIONS = [
 @pytest.mark.parametrize("fixture, stderr, code", REJECTIONS)
 def test_qsub_rejections_are_400_with_qsub_words(fake, adapter, tmp_path, fixture, stderr, code):
     if fixture:
-        fake.add_fixture(["qsub", "testjob.sh"], fixture)
+        fake.add_fixture(qsub("testjob.sh"), fixture)
         stderr = load_fixture(fixture).stderr
     else:
-        fake.add(["qsub", "testjob.sh"], stderr=stderr, exit_code=code)
+        fake.add(qsub("testjob.sh"), stderr=stderr, exit_code=code)
     with pytest.raises(JobRejected) as caught:
         adapter.submit(JobRequest(script=SEED, name="testjob"), context_for(tmp_path))
     error = caught.value
@@ -153,14 +159,14 @@ def test_qsub_rejections_are_400_with_qsub_words(fake, adapter, tmp_path, fixtur
 
 
 def test_qsub_detail_is_trimmed(fake, adapter, tmp_path):
-    fake.add(["qsub", "testjob.sh"], stderr="qsub: Unknown resource Resource_List." + "x" * 5000 + "\n", exit_code=187)
+    fake.add(qsub("testjob.sh"), stderr="qsub: Unknown resource Resource_List." + "x" * 5000 + "\n", exit_code=187)
     with pytest.raises(JobRejected) as caught:
         adapter.submit(JobRequest(script=SEED, name="testjob"), context_for(tmp_path))
     assert len(caught.value.detail) <= 300
 
 
 def test_server_down_is_503(fake, adapter, tmp_path):
-    fake.add(["qsub", "testjob.sh"], stderr="qsub: cannot connect to server pbshost (errno=15010)\n", exit_code=1)
+    fake.add(qsub("testjob.sh"), stderr="qsub: cannot connect to server pbshost (errno=15010)\n", exit_code=1)
     with pytest.raises(SchedulerUnavailable) as caught:
         adapter.submit(JobRequest(script=SEED, name="testjob"), context_for(tmp_path))
     assert caught.value.status == 503
@@ -171,14 +177,14 @@ def test_sbatch_failure_behind_the_slurm_wrapper_is_a_rejection(fake, adapter, t
     stdout = ("There was an error running the Slurm sbatch command.\nThe command was:\n"
               "'/usr/bin/sbatch -e x.sh.e%A -o x.sh.o%A x.sh 2>&1'\nand the output was:\n"
               "'sbatch: error: Batch job submission failed: Invalid partition name specified\n'\n")
-    fake.add(["qsub", "x.sh"], stdout=stdout, exit_code=1)
+    fake.add(qsub("x.sh"), stdout=stdout, exit_code=1)
     with pytest.raises(JobRejected) as caught:
         adapter.submit(JobRequest(script="#PBS -q nope\necho hi\n", name="x"), context_for(tmp_path))
     assert caught.value.detail == "sbatch: error: Batch job submission failed: Invalid partition name specified"
 
 
 def test_our_own_failure_is_502_not_the_users(fake, adapter, tmp_path):
-    fake.add_fixture(["qsub", "testjob.sh"], "33e_qsub_nonexistent_script.txt")
+    fake.add_fixture(qsub("testjob.sh"), "33e_qsub_nonexistent_script.txt")
     with pytest.raises(SchedulerError) as caught:
         adapter.submit(JobRequest(script=SEED, name="testjob"), context_for(tmp_path))
     assert type(caught.value) is SchedulerError and caught.value.status == 502
@@ -186,7 +192,7 @@ def test_our_own_failure_is_502_not_the_users(fake, adapter, tmp_path):
 
 @pytest.mark.parametrize("stdout", ["Segmentation fault\n#PBS -N testjob\n/bin/echo \"Hello World\"\n", "", "\n\n"])
 def test_garbage_or_no_id_from_qsub_is_502(fake, adapter, tmp_path, stdout):
-    fake.add(["qsub", "testjob.sh"], stdout=stdout)
+    fake.add(qsub("testjob.sh"), stdout=stdout)
     with pytest.raises(SchedulerError) as caught:
         adapter.submit(JobRequest(script=SEED, name="testjob"), context_for(tmp_path))
     error = caught.value
@@ -195,7 +201,7 @@ def test_garbage_or_no_id_from_qsub_is_502(fake, adapter, tmp_path, stdout):
 
 
 def test_hanging_qsub_times_out_while_other_calls_proceed(fake, tmp_path):
-    fake.add(["qsub", "testjob.sh"], sleep=30)
+    fake.add(qsub("testjob.sh"), sleep=30)
     fake.add(SNAPSHOT, stdout=all_jobs_json("04_qstat_f_json_queued.txt"))
     adapter = make_adapter(fake, timeout=1.0)
     other: dict = {}
@@ -245,7 +251,7 @@ def test_submit_as_the_user_when_root():
         os.chmod(base, 0o755)  # the fake runs as nobody: it must reach its scenario and log
         fake = FakePbs(os.path.join(base, "bin"))
         os.chmod(fake.bin_dir, 0o777)
-        fake.add(["qsub", "testjob.sh"], stdout="7.pbshost\n")
+        fake.add(qsub("testjob.sh"), stdout="7.pbshost\n")
         context = SubmitContext(user="nobody", job_dir=os.path.join(base, "home", "soca_job_output", "j1"),
                                 run_as_uid=nobody.pw_uid, run_as_gid=nobody.pw_gid, home=os.path.join(base, "home"))
         assert make_adapter(fake).submit(JobRequest(script=SEED, name="testjob"), context) == "7"
@@ -281,32 +287,32 @@ def test_info_from_the_snapshot(fake, adapter, job_id, fixture, state):
 
 def test_subjob_absent_from_snapshot_is_asked_directly(fake, adapter):
     fake.add(SNAPSHOT, stdout=all_jobs_json("43_qstat_f_json_array_queued.txt"))
-    fake.add_fixture(["qstat", "-f", "-F", "json", "16[1]"], "44b_qstat_f_json_subjob_short_queued.txt")
+    fake.add_fixture(["qstat", "-x", "-f", "-F", "json", "16[1]"], "44b_qstat_f_json_subjob_short_queued.txt")
     info = adapter.info("16[1]")
     assert (info.id, info.state) == ("16[1]", "Q")
 
 
 def test_finished_job_comes_from_history(fake, adapter):
     fake.add(SNAPSHOT, stdout=all_jobs_json())
-    fake.add_fixture(["qstat", "-f", "-F", "json", "1"], "06_qstat_f_json_after_finish_no_x.txt")
     fake.add_fixture(["qstat", "-x", "-f", "-F", "json", "1"], "07_qstat_x_f_json_after_finish.txt")
     info = adapter.info("1")
     assert (info.state, info.exit_status, info.substate) == ("F", 0, 92)
-    # A finished job is final: asking again runs nothing.
+    # One direct query with -x (never a second, throttled, qstat); a finished job is
+    # final: asking again runs nothing.
     adapter.info("1")
-    assert len(fake.calls("qstat")) == 3
+    assert len(fake.calls("qstat")) == 2
 
 
 def test_finished_subjob_comes_from_history(fake, adapter):
     fake.add(SNAPSHOT, stdout=all_jobs_json())
-    fake.add_fixture(["qstat", "-f", "-F", "json", "16[1]"], "46b_qstat_f_json_subjob_finished_no_x.txt")
+    fake.add_fixture(["qstat", "-x", "-f", "-F", "json", "16[1]"], "46b_qstat_f_json_subjob_finished_no_x.txt")
     fake.add_fixture(["qstat", "-x", "-f", "-F", "json", "16[1]"], "46_qstat_x_f_json_subjob_finished.txt")
     assert adapter.info("16[1].pbshost").state == "F"
 
 
 def test_deleted_job_finishes_with_271(fake, adapter):
     fake.add(SNAPSHOT, stdout=all_jobs_json())
-    fake.add(["qstat", "-f", "-F", "json", "2"], stdout=load_fixture("06_qstat_f_json_after_finish_no_x.txt").stdout,
+    fake.add(["qstat", "-x", "-f", "-F", "json", "2"], stdout=load_fixture("06_qstat_f_json_after_finish_no_x.txt").stdout,
              stderr="qstat: 2.pbshost Job has finished, use -x or -H to obtain historical job information\n",
              exit_code=35, source="06 with the id of 14b")
     fake.add_fixture(["qstat", "-x", "-f", "-F", "json", "2"], "14b_qstat_x_f_json_after_qdel_later.txt")
@@ -316,16 +322,16 @@ def test_deleted_job_finishes_with_271(fake, adapter):
 
 def test_unknown_job_is_404_without_a_history_query(fake, adapter):
     fake.add(SNAPSHOT, stdout=all_jobs_json("04_qstat_f_json_queued.txt"))
-    fake.add_fixture(["qstat", "-f", "-F", "json", "9999"], "17b_qstat_f_json_unknown_id.txt")
+    fake.add_fixture(["qstat", "-x", "-f", "-F", "json", "9999"], "17b_qstat_f_json_unknown_id.txt")
     with pytest.raises(JobNotFound) as caught:
         adapter.info("9999")
     assert caught.value.status == 404 and caught.value.message == JOB_GONE
-    assert [c["argv"] for c in fake.calls()] == [SNAPSHOT, ["qstat", "-f", "-F", "json", "9999"]]
+    assert [c["argv"] for c in fake.calls()] == [SNAPSHOT, ["qstat", "-x", "-f", "-F", "json", "9999"]]
 
 
 def test_finished_then_purged_is_404(fake, adapter):
     fake.add(SNAPSHOT, stdout=all_jobs_json())
-    fake.add_fixture(["qstat", "-f", "-F", "json", "9999"], "06_qstat_f_json_after_finish_no_x.txt")
+    fake.add_fixture(["qstat", "-x", "-f", "-F", "json", "9999"], "06_qstat_f_json_after_finish_no_x.txt")
     fake.add_fixture(["qstat", "-x", "-f", "-F", "json", "9999"], "17c_qstat_x_f_json_unknown_id.txt")
     with pytest.raises(JobNotFound):
         adapter.info("9999")
@@ -402,7 +408,7 @@ def test_concurrent_info_calls_share_one_qstat(fake):
 
 def test_concurrent_lookups_of_an_absent_job_share_one_query(fake, adapter):
     fake.add(SNAPSHOT, stdout=all_jobs_json())
-    fake.add(["qstat", "-f", "-F", "json", "9999"], stdout=load_fixture("17b_qstat_f_json_unknown_id.txt").stdout,
+    fake.add(["qstat", "-x", "-f", "-F", "json", "9999"], stdout=load_fixture("17b_qstat_f_json_unknown_id.txt").stdout,
              stderr="qstat: Unknown Job Id 9999.pbshost\n", exit_code=153, sleep=0.3, source="17b, slowed")
     results = _concurrently(20, lambda: adapter.info("9999"))
     assert all(isinstance(r, JobNotFound) for r in results)
@@ -426,13 +432,19 @@ def test_snapshot_refreshes_after_cache_seconds(fake):
         adapter.info("1")
     assert len(fake.calls("qstat")) == 1
     time.sleep(0.35)
+    # A stale snapshot answers at once; one background refresh follows.
     adapter.info("1")
+    deadline = time.monotonic() + 5
+    while len(fake.calls("qstat")) < 2 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    for _ in range(5):
+        adapter.info("1")
     assert len(fake.calls("qstat")) == 2
 
 
 def test_new_job_absent_from_snapshot_is_found_directly_then_cached(fake, adapter):
     fake.add(SNAPSHOT, stdout=all_jobs_json())
-    fake.add_fixture(["qstat", "-f", "-F", "json", "1"], "04_qstat_f_json_queued.txt")
+    fake.add_fixture(["qstat", "-x", "-f", "-F", "json", "1"], "04_qstat_f_json_queued.txt")
     for _ in range(10):
         assert adapter.info("1").state == "Q"
     assert len(fake.calls("qstat")) == 2
@@ -446,6 +458,10 @@ def test_delete_then_the_snapshot_is_asked_again(fake, adapter):
     assert adapter.info("2").state == "R"
     assert adapter.delete("2.pbshost") is None
     fake.add(SNAPSHOT, stdout=all_jobs_json("13b_qstat_f_json_right_after_qdel.txt"))
+    adapter.info("2")  # answered at once from the last snapshot; a refresh starts
+    deadline = time.monotonic() + 5
+    while "terminated" not in (adapter.info("2").comment or "") and time.monotonic() < deadline:
+        time.sleep(0.02)
     assert "terminated" in adapter.info("2").comment
     assert [c["argv"][0] for c in fake.calls()] == ["qstat", "qdel", "qstat"]
 
@@ -527,11 +543,11 @@ def test_health_reports_a_down_server(fake, adapter):
 def test_auto_detects_openpbs_once(fake):
     fake.add(["qstat", "--version"], stdout="pbs_version = 23.06.06\n", source="OpenPBS --version (not recorded)")
     fake.add(SNAPSHOT, stdout=all_jobs_json("04_qstat_f_json_queued.txt"))
-    adapter = make_adapter(fake, dialect="auto", cache_seconds=0)
+    adapter = make_adapter(fake, dialect="auto", cache_seconds=60)
     assert adapter.info("1").state == "Q"
     assert adapter.info("1").state == "Q"
     assert adapter.dialect == "json"
-    assert [c["argv"] for c in fake.calls()] == [["qstat", "--version"], SNAPSHOT, SNAPSHOT]
+    assert [c["argv"] for c in fake.calls()] == [["qstat", "--version"], SNAPSHOT]
 
 
 def test_auto_detects_the_text_dialect_of_slurms_wrapper(fake):
@@ -592,7 +608,7 @@ def test_queue_and_defaults_the_script_does_not_set_go_on_the_command_line():
 
 
 def test_a_link_planted_at_the_script_name_is_never_written_through(fake, adapter, tmp_path):
-    fake.add(["qsub", "testjob.sh"], stdout="1.pbshost\n")
+    fake.add(qsub("testjob.sh"), stdout="1.pbshost\n")
     context = context_for(tmp_path)
     os.makedirs(context.job_dir, exist_ok=True)
     victim = tmp_path / "victim.txt"

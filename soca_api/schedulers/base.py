@@ -140,6 +140,19 @@ class SchedulerAdapter(abc.ABC):
     def info_all(self, owner: str | None = None) -> list[JobInfo]:
         """Every job the scheduler still shows, or one owner's."""
 
+    def snapshot(self) -> list[JobInfo]:
+        """Every job the scheduler shows now, finished ones (history) and array subjobs
+        included, from one query: what the reconciler writes into the job rows."""
+        raise NotImplementedError(f"the {self.name} backend keeps its jobs in the job rows")
+
+    def query(self, job_id: str) -> JobInfo | None:
+        """One job asked for directly (None: the scheduler does not know it), shared by
+        concurrent callers: for a job the snapshot does not hold."""
+        try:
+            return self.info(job_id)
+        except JobNotFound:
+            return None
+
     @abc.abstractmethod
     def delete(self, job_id: str) -> None:
         """Remove a queued job or kill a running one."""

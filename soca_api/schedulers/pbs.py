@@ -15,7 +15,6 @@ import shutil
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Callable, TypeVar
 
 from soca_api.pbs.qstat import (
     QstatParseError,
@@ -39,9 +38,8 @@ from soca_api.schedulers.base import (
     SubmitContext,
 )
 from soca_api.schedulers.commands import SAFE_PATH, CommandResult, RunAs, clean_environment, run_command
+from soca_api.schedulers.snapshot import BackgroundSnapshot, SingleFlight
 from soca_api.validation import JOB_ID
-
-T = TypeVar("T")
 
 DIALECTS = ("auto", "json", "text")
 
@@ -85,15 +83,14 @@ _UNSAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
 
 @dataclass
 class _Snapshot:
-    """All jobs as one qstat run saw them."""
+    """All jobs as one qstat run saw them (finished ones and subjobs included)."""
 
-    taken_at: float  # time.monotonic()
     jobs: dict[str, dict] = field(default_factory=dict)  # full id -> attributes
     by_short_id: dict[str, str] = field(default_factory=dict)  # "16[]" -> "16[].pbshost"
 
     @classmethod
     def build(cls, jobs: dict[str, dict]) -> "_Snapshot":
-        return cls(time.monotonic(), jobs, {short_job_id(full): full for full in jobs})
+        return cls(jobs, {short_job_id(full): full for full in jobs})
 
     def find(self, short_id: str) -> tuple[str, dict] | None:
         full = self.by_short_id.get(short_id)
@@ -112,44 +109,8 @@ class _Lookup:
         return now - self.taken_at < self.ttl
 
 
-class _Flight:
-    done: threading.Event
-    result: object = None
-    error: BaseException | None = None
-
-    def __init__(self) -> None:
-        self.done = threading.Event()
-
-
-class SingleFlight:
-    """Concurrent callers asking for the same key share one computation: the first runs
-    it, the others wait and get its result (or its exception)."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._flights: dict[str, _Flight] = {}
-
-    def run(self, key: str, compute: Callable[[], T]) -> T:
-        with self._lock:
-            flight = self._flights.get(key)
-            leader = flight is None
-            if leader:
-                flight = self._flights[key] = _Flight()
-        if not leader:
-            flight.done.wait()
-            if flight.error is not None:
-                raise flight.error
-            return flight.result  # type: ignore[return-value]
-        try:
-            flight.result = compute()
-            return flight.result  # type: ignore[return-value]
-        except BaseException as exc:
-            flight.error = exc
-            raise
-        finally:
-            with self._lock:
-                del self._flights[key]
-            flight.done.set()
+def _is_subjob(short_id: str) -> bool:
+    return "[" in short_id and not short_id.endswith("[]")
 
 
 class PbsAdapter(SchedulerAdapter):
@@ -165,8 +126,7 @@ class PbsAdapter(SchedulerAdapter):
         self._dialect: str | None = None if dialect == "auto" else dialect
         self._dialect_lock = threading.Lock()
         self._flights = SingleFlight()
-        self._snapshot = _Snapshot(taken_at=float("-inf"))
-        self._generation = 0  # bumped by invalidate(): a refresh begun before must not be kept
+        self._snapshot: BackgroundSnapshot[_Snapshot] = BackgroundSnapshot(self._query_all, cache_seconds)
         self._queues: tuple[float, list[str]] = (float("-inf"), [])
         self._lookups: dict[str, _Lookup] = {}
         self._lookups_lock = threading.Lock()
@@ -214,38 +174,34 @@ class PbsAdapter(SchedulerAdapter):
 
     # -- snapshot ---------------------------------------------------------------------
     def invalidate(self) -> None:
-        """Forget the snapshot and lookups: the next read asks the scheduler again."""
-        self._generation += 1
-        self._snapshot = _Snapshot(taken_at=float("-inf"))
+        """A job changed: the next read starts a refresh and direct lookups are asked again."""
+        self._snapshot.mark_stale()
         with self._lookups_lock:
             self._lookups.clear()
 
-    def _fresh(self, taken_at: float) -> bool:
-        return time.monotonic() - taken_at < self.cache_seconds
+    def _snapshot_args(self) -> list[str]:
+        # -x: finished jobs from the history (when the server keeps one); -t: array
+        # subjobs. Slurm's wrapper and Torque know neither in this sense (Torque's -x is XML).
+        return ["-x", "-t", "-f", "-F", "json"] if self.dialect == "json" else ["-f"]
 
-    def _fresh_snapshot(self) -> _Snapshot:
-        """All jobs, at most `cache_seconds` old. Concurrent callers share one refresh."""
-        current = self._snapshot
-        if self._fresh(current.taken_at):
-            return current
-        return self._flights.run("snapshot", self._refresh_snapshot)
-
-    def _refresh_snapshot(self) -> _Snapshot:
-        current = self._snapshot
-        if self._fresh(current.taken_at):  # refreshed by the flight that just ended
-            return current
-        generation = self._generation
-        if self.dialect == "json":
-            result = self._run("qstat", ["-f", "-F", "json"])
-        else:
-            result = self._run("qstat", ["-f"])
+    def _query_all(self) -> _Snapshot:
+        """One qstat of every job."""
+        result = self._run("qstat", self._snapshot_args())
         if not result.ok and not (result.returncode == EXIT_UNKNOWN_JOB and not result.stdout.strip()):
             # Slurm's wrapper exits 153 with no output when there are no jobs at all.
             raise _command_error("qstat", result)
-        snapshot = _Snapshot.build(self._parse(result.stdout))
-        if generation == self._generation:
-            self._snapshot = snapshot
-        return snapshot
+        return _Snapshot.build(self._parse(result.stdout))
+
+    def snapshot(self) -> list[JobInfo]:
+        """Every job the server shows, finished ones and subjobs included, from one qstat
+        run now (the reconciler's input); this process's readers reuse it."""
+        current = self._query_all()
+        self._snapshot.put(current)
+        return [job_info_from_attributes(full, attrs) for full, attrs in current.jobs.items()]
+
+    @property
+    def snapshot_loads(self) -> int:
+        return self._snapshot.loads
 
     def _parse(self, text: str) -> dict[str, dict]:
         try:
@@ -256,18 +212,27 @@ class PbsAdapter(SchedulerAdapter):
     # -- read -------------------------------------------------------------------------
     def info(self, job_id: str) -> JobInfo:
         short_id = _short_id(job_id)
-        found = self._fresh_snapshot().find(short_id)
+        found = self._snapshot.get().find(short_id)
         if found is None:
             found = self._lookup(short_id)
         return job_info_from_attributes(*found)
 
+    def query(self, job_id: str) -> JobInfo | None:
+        """One job asked for directly (shared by concurrent callers, remembered briefly)."""
+        try:
+            found = self._lookup(_short_id(job_id))
+        except JobNotFound:
+            return None
+        return job_info_from_attributes(*found)
+
     def info_all(self, owner: str | None = None) -> list[JobInfo]:
-        jobs = self._fresh_snapshot().jobs
+        """Plain jobs and array parents, like qstat without -t."""
+        jobs = self._snapshot.get().jobs
         return [job_info_from_attributes(full_id, attrs) for full_id, attrs in jobs.items()
-                if owner is None or owner_of(attrs) == owner]
+                if not _is_subjob(short_job_id(full_id)) and (owner is None or owner_of(attrs) == owner)]
 
     def _lookup(self, short_id: str) -> tuple[str, dict]:
-        """A job absent from a fresh snapshot: one direct query (shared by concurrent
+        """A job absent from the snapshot: one direct query (shared by concurrent
         callers, and remembered) to tell a new or finished job from an unknown one."""
         cached = self._cached_lookup(short_id)
         if cached is None:
@@ -285,7 +250,7 @@ class PbsAdapter(SchedulerAdapter):
         cached = self._cached_lookup(short_id)
         if cached is not None:  # answered by the flight that just ended
             return cached
-        found = self._query_one(short_id, history=False)
+        found = self._query_one(short_id)
         finished = found is not None and found[1].get("job_state") in ("F", "C")
         ttl = FINISHED_TTL_SECONDS if finished else self.cache_seconds
         lookup = _Lookup(time.monotonic(), ttl, found)
@@ -296,10 +261,14 @@ class PbsAdapter(SchedulerAdapter):
             self._lookups[short_id] = lookup
         return lookup
 
-    def _query_one(self, short_id: str, history: bool) -> tuple[str, dict] | None:
-        # One id per call: recent OpenPBS answers only the first of several ids.
-        args = ["-x"] if history else []
-        args += ["-f", "-F", "json", short_id] if self.dialect == "json" else ["-f", short_id]
+    def _query_one(self, short_id: str, history: bool = False) -> tuple[str, dict] | None:
+        # One id per call: recent OpenPBS answers only the first of several ids. With -x
+        # one call answers for a queued, running or finished job alike (qstat sleeps
+        # 200 ms on a second call in the same second).
+        if self.dialect == "json":
+            args = ["-x", "-f", "-F", "json", short_id]
+        else:
+            args = ["-x", "-f", short_id] if history else ["-f", short_id]
         result = self._run("qstat", args)
         if result.ok:
             jobs = self._parse(result.stdout)
@@ -307,8 +276,8 @@ class PbsAdapter(SchedulerAdapter):
         error = _command_error("qstat", result)
         if not isinstance(error, JobNotFound):
             raise error
-        if not history and _says_finished(result):
-            # "Job has finished, use -x": the history has its final state and exit status.
+        if not history and self.dialect == "text" and _says_finished(result):
+            # OpenPBS text: "Job has finished, use -x" (Torque never says so: its -x is XML).
             return self._query_one(short_id, history=True)
         return None
 
@@ -332,6 +301,9 @@ class PbsAdapter(SchedulerAdapter):
         self.invalidate()  # the job's state changed: the next read must see it
 
     # -- queues -----------------------------------------------------------------------
+    def _fresh(self, taken_at: float) -> bool:
+        return time.monotonic() - taken_at < self.cache_seconds
+
     def queues(self) -> list[str]:
         taken_at, names = self._queues
         if self._fresh(taken_at):
@@ -347,7 +319,7 @@ class PbsAdapter(SchedulerAdapter):
             names = parse_qstat_queues(result.stdout)
         elif result.returncode == EXIT_USAGE:
             # No `qstat -Q` here: the queues the current jobs sit in are the best we know.
-            jobs = self._fresh_snapshot().jobs.values()
+            jobs = self._snapshot.get().jobs.values()
             names = sorted({str(attrs["queue"]) for attrs in jobs if attrs.get("queue")})
         else:
             raise _command_error("qstat", result)
@@ -368,7 +340,7 @@ class PbsAdapter(SchedulerAdapter):
         finally:
             os.close(dir_fd)
         # A relative script path: Slurm's qsub wrapper pastes it into a shell command line.
-        options = added_options(request)
+        options = added_options(request, openpbs=self.dialect == "json")
         result = self._run("qsub", [*options, script_name], cwd=job_dir, run_as=run_as)
         if not result.ok:
             raise _qsub_error(result)
@@ -377,16 +349,25 @@ class PbsAdapter(SchedulerAdapter):
 
 # -- helpers --------------------------------------------------------------------------------
 
-def added_options(request: JobRequest) -> list[str]:
+def added_options(request: JobRequest, openpbs: bool = False) -> list[str]:
     """qsub options for what the service decided beyond the script's own directives.
 
     The script goes to qsub as written; the queue the rules were checked against (when the
-    script names none) and the queue's default resources travel on the command line,
-    which PBS lets override directives.
+    script names none), the job name, direct write of the output files and the queue's
+    default resources travel on the command line, which PBS lets override directives.
     """
     options: list[str] = []
-    if request.queue and not any(d.option == "-q" for d in request.directives):
+    given = {d.option for d in request.directives}
+    if request.queue and "-q" not in given:
         options += ["-q", request.queue]
+    if openpbs and "-N" not in given:
+        # The name the service records (STDIN, as PBS names a job read from stdin), not
+        # the script file's: the default output is <name>.o<number>.
+        options += ["-N", request.name]
+    if openpbs and "-k" not in given:
+        # Direct write: stdout/stderr go straight to their final paths while the job
+        # runs, so /job/output can follow a running job (README: what a site needs).
+        options += ["-k", "doe"]
     written = set()
     for directive in request.directives:
         if directive.option == "-l" and directive.value:

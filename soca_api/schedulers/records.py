@@ -5,6 +5,7 @@ service knows once the scheduler has forgotten a job (final state, paths, times)
 """
 from __future__ import annotations
 
+import dataclasses
 import socket
 from datetime import datetime, timezone
 
@@ -19,8 +20,46 @@ def _aware(moment: datetime | None) -> datetime | None:
     return moment.replace(tzinfo=timezone.utc) if moment is not None else None
 
 
+_TIME_FIELDS = ("created", "queued", "modified", "eligible", "started", "finished")
+_STORED_FIELDS = tuple(f.name for f in dataclasses.fields(JobInfo) if f.name != "native")
+
+
+def info_to_record(info: JobInfo) -> dict[str, object]:
+    """A JobInfo as JSON for `Job.scheduler_record` (without the raw scheduler record)."""
+    stored: dict[str, object] = {}
+    for name in _STORED_FIELDS:
+        value = getattr(info, name)
+        stored[name] = value.isoformat() if isinstance(value, datetime) else value
+    return stored
+
+
+def info_from_record(stored: dict) -> JobInfo:
+    """`info_to_record`'s inverse; unknown keys (an older or newer layout) are ignored."""
+    values = {name: stored[name] for name in _STORED_FIELDS if name in stored}
+    for name in _TIME_FIELDS:
+        if isinstance(values.get(name), str):
+            try:
+                values[name] = datetime.fromisoformat(values[name])
+            except ValueError:
+                values[name] = None
+    for name in ("resource_list", "resources_used", "variables"):
+        values[name] = dict(values.get(name) or {})
+    return JobInfo(**values)
+
+
 def record_info(job: Job) -> JobInfo:
-    """The normalised value of one job row."""
+    """The normalised value of one job row: what the scheduler last reported when the
+    reconciler has seen the job, else the service's own record."""
+    if job.scheduler_record:
+        info = info_from_record(job.scheduler_record)
+        info.owner = job.owner  # whose job it is, even when it ran under a fallback account
+        if job.state == "F" and not info.is_finished:
+            # The scheduler forgot the job (or it was deleted): the service's own end.
+            info.state, info.substate = "F", job.substate or 92
+            info.finished = info.finished or _aware(job.finished_at)
+            info.exit_status = job.exit_status if job.exit_status is not None else info.exit_status
+            info.comment = job.comment or info.comment
+        return info
     request = job.request or {}
     host = _HOST
     variables = {

@@ -51,6 +51,7 @@ from soca_api.schedulers.commands import (
     clean_environment,
     run_command,
 )
+from soca_api.schedulers.snapshot import BackgroundSnapshot, SingleFlight
 from soca_api.validation import INSTANCE_TYPE, JOB_ID
 
 SUBMIT_REJECTED = (
@@ -817,6 +818,11 @@ def group_arrays(infos: list[JobInfo]) -> list[JobInfo]:
 # --- the adapter ------------------------------------------------------------------------
 
 
+def _is_subjob(api_id: str) -> bool:
+    return "[" in api_id and not api_id.endswith("[]")
+
+
+
 def _first_error_line(stderr: str) -> str:
     """The line that explains a refusal: the first error line, else the first line."""
     lines = [line.strip() for line in stderr.splitlines() if line.strip()]
@@ -887,8 +893,12 @@ class SlurmAdapter(SchedulerAdapter):
         self.timeout = timeout
         self.instance_type_mode = instance_type_mode
         self.cache_seconds = cache_seconds
-        self._jobs_lock = threading.Lock()
-        self._jobs: tuple[float, list[JobInfo]] | None = None
+        # {api id: info} of every squeue record: plain jobs, array parents "123[]" (as
+        # qstat shows them) and the tasks that have a record of their own "123[4]".
+        self._jobs: BackgroundSnapshot[dict[str, JobInfo]] = BackgroundSnapshot(self._query_all, cache_seconds)
+        self._flights = SingleFlight()
+        self._lookups_lock = threading.Lock()
+        self._lookups: dict[str, tuple[float, JobInfo | None]] = {}
         self._queues_lock = threading.Lock()
         self._queues: tuple[float, list[str]] | None = None
 
@@ -904,9 +914,10 @@ class SlurmAdapter(SchedulerAdapter):
         return result
 
     def _invalidate_jobs(self) -> None:
-        # A listing right after a submit/delete should show it, not a 2 s old queue.
-        with self._jobs_lock:
-            self._jobs = None
+        # The next read starts a refresh (without waiting for it); direct answers are stale.
+        self._jobs.mark_stale()
+        with self._lookups_lock:
+            self._lookups.clear()
 
     @staticmethod
     def _slurm_id(job_id: str) -> str:
@@ -945,6 +956,43 @@ class SlurmAdapter(SchedulerAdapter):
         return f"{job_id}[]" if request.array is not None else job_id
 
     def info(self, job_id: str) -> JobInfo:
+        """From the shared snapshot; a job absent from it gets one direct query."""
+        slurm_id = self._slurm_id(job_id)
+        _, index = _split_job_id(job_id)
+        key = f"{slurm_id.split('_')[0]}[{index}]" if index is not None else slurm_id
+        found = self._jobs.get().get(key)
+        if found is None and index is None:
+            found = self._jobs.get().get(f"{slurm_id}[]")  # "123" that is an array's own id
+        if found is not None:
+            return found
+        info = self.query(job_id)
+        if info is None:
+            raise JobNotFound(JOB_NOT_FOUND)
+        return info
+
+    def query(self, job_id: str) -> JobInfo | None:
+        """One `scontrol show job`, shared by concurrent callers and remembered for
+        cache_seconds: never one process per request."""
+        key = self._slurm_id(job_id) + ("[]" if job_id.split(".", 1)[0].endswith("[]") else "")
+        with self._lookups_lock:
+            cached = self._lookups.get(key)
+        if cached is not None and time.monotonic() - cached[0] < self.cache_seconds:
+            return cached[1]
+
+        def ask() -> JobInfo | None:
+            try:
+                info = self._scontrol_job(job_id)
+            except JobNotFound:
+                info = None
+            with self._lookups_lock:
+                if len(self._lookups) > 4096:
+                    self._lookups.clear()
+                self._lookups[key] = (time.monotonic(), info)
+            return info
+
+        return self._flights.run(key, ask)
+
+    def _scontrol_job(self, job_id: str) -> JobInfo:
         slurm_id = self._slurm_id(job_id)
         _, index = _split_job_id(job_id)
         result = self._run(["scontrol", "show", "job", slurm_id])
@@ -973,22 +1021,31 @@ class SlurmAdapter(SchedulerAdapter):
     def info_all(self, owner: str | None = None) -> list[JobInfo]:
         """Plain jobs and array parents ("123[]"), like qstat without -t. The JobInfo
         objects are shared by every caller within cache_seconds: treat them as read-only."""
-        jobs = self._all_jobs()
-        return [job for job in jobs if owner is None or job.owner == owner]
+        return [job for job in self._jobs.get().values()
+                if not _is_subjob(job.id) and (owner is None or job.owner == owner)]
 
-    def _all_jobs(self) -> list[JobInfo]:
-        """One squeue per cache_seconds for everyone: callers that arrive while it runs
-        wait on the lock and reuse its answer."""
-        with self._jobs_lock:
-            now = time.monotonic()
-            if self._jobs is not None and now - self._jobs[0] < self.cache_seconds:
-                return self._jobs[1]
-            result = self._run(["squeue", "--json", "--all"])
-            if not result.ok:
-                raise SchedulerError("Unable to list the jobs", detail=_first_error_line(result.stderr))
-            jobs = group_arrays(job_infos_from_squeue_json(result.stdout))
-            self._jobs = (now, jobs)
-            return jobs
+    def snapshot(self) -> list[JobInfo]:
+        """Every job squeue shows (finished ones until MinJobAge), array parents and the
+        tasks with a record of their own, from one squeue run now (the reconciler's
+        input); this process's readers reuse it."""
+        jobs = self._query_all()
+        self._jobs.put(jobs)
+        return list(jobs.values())
+
+    @property
+    def snapshot_loads(self) -> int:
+        return self._jobs.loads
+
+    def _query_all(self) -> dict[str, JobInfo]:
+        result = self._run(["squeue", "--json", "--all"])
+        if not result.ok:
+            raise SchedulerError("Unable to list the jobs", detail=_first_error_line(result.stderr))
+        records = job_infos_from_squeue_json(result.stdout)
+        jobs = {info.id: info for info in group_arrays(records)}
+        for info in records:
+            if _is_subjob(info.id):
+                jobs[info.id] = info
+        return jobs
 
     def delete(self, job_id: str) -> None:
         # Without -v scancel says nothing, and it exits 0 either way: read its words.

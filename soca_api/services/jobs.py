@@ -30,6 +30,7 @@ from soca_api.schedulers.base import (
     SubmitContext,
 )
 from soca_api.schedulers import jobfiles
+from soca_api.schedulers.reconciler import apply_info, snapshot_is_current, subjob_row
 from soca_api.schedulers.records import record_info
 from soca_api.services import audit, identity, idempotency, queue_rules
 from soca_api.services.qstat_view import qstat_attributes
@@ -230,8 +231,23 @@ def _record_and_submit(user: User, request: JobRequest, queue: str, adapter, ide
         db.session.commit()
         raise ApiError(exc.status, f"Unable to write the job script: {exc.message}") from None
     job.scheduler_id, job.state = job_id, "Q"
+    _scheduler_default_paths(job, request, job_id, ident)
     db.session.commit()
     return job_id
+
+
+def _scheduler_default_paths(job: Job, request: JobRequest, job_id: str, ident) -> None:
+    """PBS and Slurm name a default output <name>.o<their job number> (arrays
+    <name>.o<number>.<index>), not after the service's record id."""
+    number = job_id.split("[", 1)[0]
+    suffix = f"{number}.^array_index^" if request.array else number
+    output = _resolve_path(request.output_path, f"{request.name}.o{suffix}", job.job_dir, ident.confined, "-o")
+    error = _resolve_path(request.error_path, f"{request.name}.e{suffix}", job.job_dir, ident.confined, "-e")
+    if request.join == "oe":
+        error = output
+    elif request.join == "eo":
+        output = error
+    job.output_path, job.error_path = output, error
 
 
 def _check_dependency(user: User, dep_id: str) -> None:
@@ -268,12 +284,22 @@ def job_info(user: User, job_id: str) -> JobInfo:
 
 
 def _lookup(user: User, job_id: str) -> tuple[JobInfo, Job | None]:
-    """The job's normalised value and the service's record of it (None: not ours)."""
+    """The job's normalised value and the service's record of it (None: not ours).
+
+    On PBS and Slurm the record holds what the reconciler last read from the scheduler's
+    snapshot, so a read runs no scheduler command; only a job without a record (an
+    admin's view of a job submitted outside the service, a subjob not yet seen) gets one
+    direct query, shared by concurrent readers. When no reconciler keeps the rows
+    current, this process's own snapshot of the scheduler is used instead.
+    """
     adapter = get_adapter()
     record = find_record(job_id)
-    if record is not None and not _visible(user, record.owner):
+    owner_record = record if record is not None else _array_record(job_id)
+    if record is None and owner_record is not None and find_record(job_id, include_deleted=True) is not None:
+        raise ApiError(404, JOB_GONE)  # a deleted subjob stays out of view, as other jobs do
+    if owner_record is not None and not _visible(user, owner_record.owner):
         raise ApiError(404, JOB_GONE)
-    if record is None and (not user.is_admin or adapter.name == "local"):
+    if owner_record is None and (not user.is_admin or adapter.name == "local"):
         raise ApiError(404, JOB_GONE)
     if adapter.name == "local":
         # The record is the local queue itself: no second read of the same row.
@@ -281,21 +307,25 @@ def _lookup(user: User, job_id: str) -> tuple[JobInfo, Job | None]:
         if info.is_finished and _history_expired(record):
             raise ApiError(404, JOB_GONE)
         return info, record
-    try:
-        info = adapter.info(job_id)
-    except JobNotFound:
-        info = None
-    except SchedulerError as exc:
-        raise ApiError(exc.status, exc.message) from None
-    if info is not None and record is not None:
-        _sync_record(record, info)
-    if info is None and record is not None:
-        info = _finished_from_record(record)
+    if record is not None and record.scheduler_id and _rows_current(adapter):
+        info = record_info(record)
+    else:
+        try:
+            info = adapter.info(job_id) if record is not None else adapter.query(job_id)
+        except JobNotFound:
+            info = None
+        except SchedulerError as exc:
+            raise ApiError(exc.status, exc.message) from None
+        if info is not None and record is not None:
+            _sync_record(record, info)
+            info = record_info(record)
+        if info is None and record is not None:
+            info = _finished_from_record(record)
     if info is None:
         raise ApiError(404, JOB_GONE)
-    if record is not None:
+    if owner_record is not None:
         # The record says whose job it is, even when it ran under a fallback account.
-        info.owner = record.owner
+        info.owner = owner_record.owner
     elif not _visible(user, info.owner):
         raise ApiError(404, JOB_GONE)
     if info.is_finished and record is not None and _history_expired(record):
@@ -303,19 +333,21 @@ def _lookup(user: User, job_id: str) -> tuple[JobInfo, Job | None]:
     return info, record
 
 
+def _rows_current(adapter) -> bool:
+    return snapshot_is_current(adapter.name, current_app.config["SOCA_SCHEDULER_CACHE_SECONDS"])
+
+
+def _array_record(job_id: str) -> Job | None:
+    """The array's record for a subjob id "12[3]": its owner owns the subjobs."""
+    if "[" not in job_id or job_id.endswith("[]"):
+        return None
+    return find_record(job_id.split("[", 1)[0] + "[]")
+
+
 def _sync_record(record: Job, info: JobInfo) -> None:
-    """Keep the service's record of an external job in step with the scheduler."""
-    changed = record.state != info.state or record.exit_status != info.exit_status
-    if not changed:
-        return
-    record.state = "F" if info.is_finished else info.state
-    record.exit_status = info.exit_status
-    record.modified_at = utcnow()
-    if info.is_finished and record.finished_at is None:
-        record.finished_at = utcnow()
-    if info.started and record.started_at is None:
-        record.started_at = utcnow()
-    db.session.commit()
+    """No reconciler runs: keep the record in step with what this reader saw."""
+    if apply_info(record, info, utcnow()):
+        db.session.commit()
 
 
 def _finished_from_record(record: Job) -> JobInfo | None:
@@ -347,6 +379,12 @@ def delete(user: User, job_id: str) -> None:
         pass  # finished between the read and the delete: nothing left to stop
     except SchedulerError as exc:
         raise ApiError(exc.status, exc.message) from None
+    if record is None and adapter.name != "local":
+        parent = _array_record(job_id)
+        if parent is not None:
+            # A subjob the reconciler has not recorded yet: its row keeps the deletion
+            # (and the scheduler's final values once the reconciler sees them).
+            record = subjob_row(parent, job_id, info.state)
     if record is not None and record.deleted_at is None:
         record.deleted_at = utcnow()
         record.state, record.finished_at = "F", record.finished_at or utcnow()
@@ -372,6 +410,11 @@ def hold_or_release(user: User, job_id: str, action: str) -> str:
         raise ApiError(exc.status, exc.message) from None
     if record is not None and adapter.name != "local":
         record.hold = action == "hold"
+        # Shown at once; the reconciler's next pass brings the scheduler's own values.
+        record.state = "H" if action == "hold" else "Q"
+        if record.scheduler_record:
+            record.scheduler_record = {**record.scheduler_record, "state": record.state,
+                                       "hold_types": "u" if action == "hold" else "n"}
         db.session.commit()
     return "Job held" if action == "hold" else "Job released"
 
@@ -381,14 +424,18 @@ def final_attributes(user: User, job_id: str) -> dict[str, object]:
     record = find_record(job_id, include_deleted=True)
     if record is None or not _visible(user, record.owner):
         raise ApiError(404, JOB_GONE)
-    if get_adapter().name != "local" and record.state != "F" and record.deleted_at is None:
+    adapter = get_adapter()
+    if adapter.name != "local" and record.state != "F" and record.deleted_at is None \
+            and not _rows_current(adapter):
         try:
-            job_info(user, job_id)  # refresh the record from the scheduler
+            job_info(user, job_id)  # no reconciler: refresh the record from the scheduler
         except ApiError:
             pass
         db.session.refresh(record)
     if record.state != "F":
         raise ApiError(409, f"Job {job_id} has not finished yet (state {record.state})")
+    # PBS / Slurm: the scheduler's own final record (Exit_status, stime, obittime,
+    # exec_host, comment, resources_used) as the reconciler read it.
     attributes = qstat_attributes(record_info(record))
     attributes["deleted"] = record.deleted_at is not None
     return attributes
@@ -398,11 +445,19 @@ def read_output(user: User, job_id: str, stream: str, *, offset: int | None, len
                 tail: int | None) -> dict[str, object]:
     """A byte range or the last lines of the job's stdout or stderr, for its owner only."""
     record = find_record(job_id, include_deleted=True)
+    path = None
+    if record is None and "[" in job_id and not job_id.endswith("[]"):
+        # A subjob the reconciler has not recorded yet: the array's path, with its index.
+        record = find_record(job_id.split("[", 1)[0] + "[]", include_deleted=True)
+        if record is not None:
+            pattern = record.output_path if stream == "stdout" else record.error_path
+            path = (pattern or "").replace("^array_index^", job_id.split("[", 1)[1].rstrip("]")) or None
     if record is None or record.owner != user.name:
         raise ApiError(404, JOB_GONE)
-    if record.scheduler_id.endswith("[]"):
+    if path is None and record.scheduler_id.endswith("[]"):
         raise ApiError(400, "An array job has no output of its own: ask for one subjob, e.g. 12[1]")
-    path = record.output_path if stream == "stdout" else record.error_path
+    if path is None:
+        path = record.output_path if stream == "stdout" else record.error_path
     fd = _open_job_output(record, path, stream, job_id)
     with os.fdopen(fd, "rb") as handle:
         size = os.fstat(handle.fileno()).st_size
@@ -508,7 +563,9 @@ def list_jobs(user: User, *, owner: str | None, state: str | None, queue: str | 
     rows = list(db.session.execute(query.order_by(Job.id.desc()).limit(limit + 1)).scalars())
     next_before = rows[limit - 1].id if len(rows) > limit else None
     rows = rows[:limit]
-    live = _live_infos(adapter, owner) if adapter.name != "local" else {}
+    # PBS / Slurm: the rows hold the reconciler's snapshot; without a reconciler, this
+    # process's own snapshot of the scheduler is laid over them.
+    live = _live_infos(adapter, owner) if adapter.name != "local" and not _rows_current(adapter) else {}
     jobs = {}
     for row in rows:
         info = live.get(row.scheduler_id) or record_info(row)
