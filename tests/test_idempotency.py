@@ -154,11 +154,11 @@ def test_idempotent_submit_on_pbs_calls_qsub_once_and_a_refusal_frees_the_key(tm
     account = api_user(stack.app, "pbsidem")
     key = uuid.uuid4().hex
     recorded = load_fixture("01_qsub_seed_asis_unknown_resource.txt")
-    fake.add(["qsub", "testjob.sh"], stdout=recorded.stdout, stderr=recorded.stderr, exit_code=recorded.exit_code)
+    fake.add(["qsub", "-k", "doe", "testjob.sh"], stdout=recorded.stdout, stderr=recorded.stderr, exit_code=recorded.exit_code)
     refused = post(client, account, SEED_PAYLOAD, key)
     assert refused.status_code == 400
     # The refusal created no job: the same key may try again, and now qsub accepts.
-    fake.add(["qsub", "testjob.sh"], stdout="4242.pbshost\n")
+    fake.add(["qsub", "-k", "doe", "testjob.sh"], stdout="4242.pbshost\n")
     first = post(client, account, SEED_PAYLOAD, key)
     again = post(client, account, SEED_PAYLOAD, key)
     assert first.status_code == 200 and first.json == again.json == {"success": True, "message": "4242"}
