@@ -71,6 +71,7 @@ def server_settings() -> dict[str, object]:
         "threads": _env_int("THREADS", 4),
         "worker_class": _env("WORKER_CLASS", "gthread"),
         "worker_timeout": _env_int("WORKER_TIMEOUT", 60),
+        "keepalive": _env_int("KEEPALIVE", 5),
         "access_log": _env("ACCESS_LOG", "-"),
         "start_runner": _env_bool("START_RUNNER", True) and _env("SCHEDULER", "local") == "local",
     }
