@@ -68,7 +68,7 @@ def server_settings() -> dict[str, object]:
         "tls_cert": _env("TLS_CERT", ""),
         "tls_key": _env("TLS_KEY", ""),
         "workers": _env_int("WORKERS", 2),
-        "threads": _env_int("THREADS", 4),
+        "threads": _env_int("THREADS", 16),
         "worker_class": _env("WORKER_CLASS", "gthread"),
         "worker_timeout": _env_int("WORKER_TIMEOUT", 60),
         "keepalive": _env_int("KEEPALIVE", 5),
