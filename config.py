@@ -99,9 +99,10 @@ def server_settings() -> dict[str, object]:
         "tls_cert": _env("TLS_CERT", ""),
         "tls_key": _env("TLS_KEY", ""),
         "workers": _env_int("WORKERS", 2),
-        "threads": _env_int("THREADS", 4),
+        "threads": _env_int("THREADS", 16),
         "worker_class": _env("WORKER_CLASS", "gthread"),
         "worker_timeout": _env_int("WORKER_TIMEOUT", 60),
+        "keepalive": _env_int("KEEPALIVE", 5),
         "access_log": _env("ACCESS_LOG", "-"),
         # The local runner, or the PBS/Slurm reconciler (`flask scheduler run`).
         "start_runner": _env_bool("START_RUNNER", True),
@@ -124,10 +125,11 @@ def from_env() -> dict[str, object]:
         "MAX_CONTENT_LENGTH": _env_int("MAX_REQUEST_BYTES", 4 * 1024 * 1024),
         "SOCA_MAX_SCRIPT_BYTES": _env_int("MAX_SCRIPT_BYTES", 1024 * 1024),
         "SOCA_REDIS_URL": redis_url,
-        # Flask-Limiter: in-memory per process by default, shared through Redis when set.
-        "RATELIMIT_STORAGE_URI": redis_url or "memory://",
-        "RATELIMIT_HEADERS_ENABLED": True,
+        # Failed authentications are counted in Redis when set, else in the database:
+        # never per process, so the limit holds whatever the number of workers.
         "SOCA_AUTH_FAILURE_LIMIT": _env("AUTH_FAILURE_LIMIT", "10 per minute"),
+        # Seconds a worker trusts a key it verified (0: never); revocation still acts at once.
+        "SOCA_AUTH_CACHE_SECONDS": _env_float("AUTH_CACHE_SECONDS", 5.0),
         "SOCA_LOGIN_LIMIT": _env("LOGIN_LIMIT", "10 per minute"),
         "SOCA_SCHEDULER": _env("SCHEDULER", "local"),
         "SOCA_SCHEDULER_TIMEOUT": _env_float("SCHEDULER_TIMEOUT", 10.0),

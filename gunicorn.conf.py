@@ -17,15 +17,17 @@ from config import server_settings as _server_settings  # noqa: E402 - the proje
 _server = _server_settings()
 bind = f"{_server['host']}:{_server['port']}"
 workers = _server["workers"]
-# Threads keep HTTP connections alive between polls and overlap database waits; the
+# Chosen by measurement (docs/benchmarks.md, README "Serving"): gthread threads keep
+# hundreds of pollers' connections alive between polls and overlap database waits; the
 # service keeps no per-thread state outside Flask's contexts.
 worker_class = _server["worker_class"]
 threads = _server["threads"]
-keepalive = 5
+keepalive = _server["keepalive"]
 # No shared control socket in ~/.gunicorn: several services (and test servers) may run at once.
 control_socket_disable = True
 timeout = _server["worker_timeout"]
 accesslog = _server["access_log"] or None  # empty: no access log
+logger_class = "soca_api.access_log.AccessLogger"  # the same lines, a fraction of the cost
 # HTTPS when both are set (the seed requires a valid certificate in production).
 certfile = _server["tls_cert"] or None
 keyfile = _server["tls_key"] or None

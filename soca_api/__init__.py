@@ -86,21 +86,19 @@ def create_app(overrides: dict | None = None) -> Flask:
     app.logger.setLevel(logging.INFO)
     _private_sqlite_file(app.config["SQLALCHEMY_DATABASE_URI"])
 
-    from soca_api import apidoc, cli, models, schedulers  # noqa: F401 - models registers the tables
+    from soca_api import apidoc, cli, models, ratelimit, schedulers  # noqa: F401 - models registers the tables
     from soca_api.api import blueprint as api_blueprint
     from soca_api.errors import envelope, error_response
-    from soca_api.extensions import csrf, db, limiter, migrate
+    from soca_api.extensions import csrf, db, migrate
 
     db.init_app(app)
     migrate.init_app(app, db, directory=str(settings.PROJECT_DIR / "migrations"))
-    limiter.init_app(app)
+    # Failure counts only: no hook runs on a request that does not fail to authenticate.
+    ratelimit.init_app(app)
     csrf.init_app(app)
     schedulers.init_app(app)
 
     csrf.exempt(api_blueprint)  # the API authenticates every call by header, not cookie
-    # The API has no per-route limits: it counts only failures, through limiter's storage
-    # (soca_api.ratelimit), so the per-request limit evaluation is skipped for it.
-    limiter.request_filter(lambda: request.path.startswith("/api/"))
     app.register_blueprint(api_blueprint)
     from soca_api.web import blueprint as web_blueprint
     app.register_blueprint(web_blueprint)

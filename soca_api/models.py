@@ -37,6 +37,9 @@ class User(db.Model):
     is_active: Mapped[bool] = mapped_column(default=True)
     # Bumped on password reset or deletion: every web session of an older epoch ends.
     session_epoch: Mapped[int] = mapped_column(default=0)
+    # Bumped when a key of the user is revoked or the user is deleted: the per-worker
+    # cache of verified keys (services/accounts.py) compares it on every call.
+    credentials_epoch: Mapped[int] = mapped_column(default=0, server_default="0")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     deleted_at: Mapped[datetime | None] = mapped_column()
 
@@ -70,6 +73,17 @@ class ApiKey(db.Model):
     revoked_at: Mapped[datetime | None] = mapped_column()
 
     user: Mapped[User] = relationship()
+
+
+class AuthFailure(db.Model):
+    """Failed authentications of one subject (an address, or an address and a user name)
+    in the current window; the database's copy of the counts when no Redis is configured."""
+
+    __tablename__ = "auth_failures"
+
+    subject: Mapped[str] = mapped_column(sa.String(200), primary_key=True)
+    window_start: Mapped[float] = mapped_column(sa.Float, index=True)  # Unix time
+    failures: Mapped[int] = mapped_column()
 
 
 class AuditEvent(db.Model):

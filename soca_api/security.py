@@ -10,6 +10,7 @@ the database neither authenticates nor reveals a key.
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import hmac
 import secrets
@@ -23,6 +24,7 @@ KEY_BYTES = 32
 _DUMMY_PASSWORD_HASH = generate_password_hash(secrets.token_urlsafe(16))
 
 
+@functools.lru_cache(maxsize=16)  # one secret per process: derived once, not per API call
 def _derive(secret: str, purpose: str) -> bytes:
     return hmac.new(secret.encode(), purpose.encode(), hashlib.sha256).digest()
 

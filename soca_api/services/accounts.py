@@ -1,6 +1,10 @@
 """Users and their API keys."""
 from __future__ import annotations
 
+import threading
+import time
+from dataclasses import dataclass
+
 import sqlalchemy as sa
 from flask import current_app
 
@@ -89,9 +93,17 @@ def current_or_new_key(user: User) -> str:
             return clear
         # The server secret changed: the old key can no longer be shown or checked.
         record.revoked_at = utcnow()
+        _credentials_changed(user)
     key = _issue_key(user)
     db.session.commit()
     return key
+
+
+def _credentials_changed(user: User) -> None:
+    """Every worker's cached verification of the user's keys stops counting at once.
+
+    In SQL (not read-modify-write) so two concurrent changes never write the same value."""
+    user.credentials_epoch = User.credentials_epoch + 1
 
 
 def revoke_keys(user: User, *, commit: bool = True) -> int:
@@ -101,6 +113,7 @@ def revoke_keys(user: User, *, commit: bool = True) -> int:
     ).scalars():
         record.revoked_at = utcnow()
         count += 1
+    _credentials_changed(user)
     if commit:
         db.session.commit()
     return count
@@ -113,25 +126,126 @@ def reset_key(user: User) -> str:
     return key
 
 
-# Built once: the hot path of every API call should not rebuild its SQL.
-_KEYS_OF_USER = (
-    sa.select(User, ApiKey.digest)
-    .join(ApiKey, ApiKey.user_id == User.id)
-    .where(User.name == sa.bindparam("name"), User.is_active.is_(True), User.deleted_at.is_(None),
-           ApiKey.revoked_at.is_(None))
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """Who an API call authenticated as: what the hot path needs, read without the ORM."""
+
+    id: int
+    name: str
+    is_admin: bool
+
+    @property
+    def groups(self) -> list:
+        """Group memberships (queue rules need them, rarely): the ORM record's."""
+        return db.session.get(User, self.id).groups
+
+    @classmethod
+    def of(cls, user: User) -> Caller:
+        return cls(user.id, user.name, user.is_admin)
+
+
+_users, _keys = User.__table__, ApiKey.__table__
+# Plain SQL, built once, only the columns needed: the hot path of every API call.
+_KEYS_OF_ACTIVE_USER = (
+    sa.select(_users.c.id, _users.c.is_admin, _users.c.credentials_epoch, _keys.c.digest)
+    .select_from(_users.join(_keys, _keys.c.user_id == _users.c.id))
+    .where(_users.c.name == sa.bindparam("name"), _users.c.is_active.is_(True), _users.c.deleted_at.is_(None),
+           _keys.c.revoked_at.is_(None))
+)
+_STILL_ACTIVE = (
+    sa.select(_users.c.is_admin, _users.c.credentials_epoch)
+    .where(_users.c.id == sa.bindparam("id"), _users.c.is_active.is_(True), _users.c.deleted_at.is_(None))
 )
 
 
-def authenticate_key(name: str, presented: str) -> User | None:
+@dataclass(frozen=True, slots=True)
+class _Verified:
+    caller: Caller
+    epoch: int
+    expires: float
+
+
+class VerifiedKeys:
+    """This worker's keys verified in the last few seconds, keyed by (user, key digest).
+
+    A hit still makes one query, by primary key: the user must still be active and not
+    deleted, and its credentials epoch (bumped by every revocation and deletion) must be
+    the one seen when the key was verified. So a revoked key, a deleted or a deactivated
+    user answers 401 at once on every worker; what a hit saves is the failure-count read
+    and the key join (a key just verified is not a guess).
+    """
+
+    MAX_ENTRIES = 10000
+
+    def __init__(self) -> None:
+        self._entries: dict[tuple[str, str], _Verified] = {}
+        self._lock = threading.Lock()
+
+    def get(self, name: str, digest: str) -> Caller | None:
+        entry = self._entries.get((name, digest))
+        if entry is None:
+            return None
+        if entry.expires <= time.monotonic():
+            self.forget(name, digest)
+            return None
+        row = db.session.execute(_STILL_ACTIVE, {"id": entry.caller.id}).first()
+        if row is None or row.credentials_epoch != entry.epoch:
+            self.forget(name, digest)
+            return None
+        if row.is_admin != entry.caller.is_admin:  # admin rights follow at once too
+            return Caller(entry.caller.id, name, row.is_admin)
+        return entry.caller
+
+    def put(self, name: str, digest: str, caller: Caller, epoch: int, seconds: float) -> None:
+        if seconds <= 0:
+            return
+        with self._lock:
+            if len(self._entries) >= self.MAX_ENTRIES:
+                self._entries.clear()  # bounded; refilled by the next calls
+            self._entries[(name, digest)] = _Verified(caller, epoch, time.monotonic() + seconds)
+
+    def forget(self, name: str, digest: str) -> None:
+        with self._lock:
+            self._entries.pop((name, digest), None)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+
+
+def _verified_keys() -> VerifiedKeys:
+    """The app's cache (one per app, so apps sharing a process never share entries)."""
+    cache = current_app.extensions.get("soca_verified_keys")
+    if cache is None:
+        cache = current_app.extensions.setdefault("soca_verified_keys", VerifiedKeys())
+    return cache
+
+
+def _usable(name: str, presented: str) -> bool:
+    return is_valid(USER_NAME, name) and bool(presented) and len(presented) <= 256
+
+
+def recently_verified(name: str, presented: str) -> Caller | None:
+    """The caller when this key was verified moments ago and nothing changed since, else None."""
+    if current_app.config["SOCA_AUTH_CACHE_SECONDS"] <= 0 or not _usable(name, presented):
+        return None
+    return _verified_keys().get(name, security.key_digest(_secret(), presented))
+
+
+def authenticate_key(name: str, presented: str) -> Caller | None:
     """The active user owning `presented`, or None. One query, constant-time compare."""
-    if not is_valid(USER_NAME, name) or not presented or len(presented) > 256:
+    if not _usable(name, presented):
         return None
     digest = security.key_digest(_secret(), presented)
     found = None
-    for user, stored in db.session.execute(_KEYS_OF_USER, {"name": name}).all():
-        if security.digests_match(stored, digest):
-            found = user
-    return found
+    for row in db.session.execute(_KEYS_OF_ACTIVE_USER, {"name": name}).all():
+        if security.digests_match(row.digest, digest):
+            found = row
+    if found is None:
+        return None
+    caller = Caller(found.id, name, found.is_admin)
+    _verified_keys().put(name, digest, caller, found.credentials_epoch, current_app.config["SOCA_AUTH_CACHE_SECONDS"])
+    return caller
 
 
 def authenticate_password(name: str, password: str) -> User | None:
@@ -167,6 +281,7 @@ def delete_user(user: User) -> int:
     user.is_active = False
     user.is_admin = False
     user.session_epoch += 1
+    _credentials_changed(user)
     user.groups = []  # memberships grant queue access: a name reused later starts without them
     db.session.commit()
     return revoked

@@ -132,10 +132,6 @@ def _template_globals() -> dict[str, object]:
 
 
 # -- sign in / sign out --------------------------------------------------------------------
-def _limit_identifiers(name: str) -> tuple[str, ...]:
-    return (f"addr:{request.remote_addr}",) + ((f"user:{name[:64]}",) if name else ())
-
-
 @blueprint.route("/login", methods=["GET", "POST"])
 def login():
     form = LoginForm()
@@ -146,7 +142,7 @@ def login():
         return render_template("web/login.html", form=form)
 
     name = (form.name.data or "").strip()
-    wait = ratelimit.retry_after("SOCA_LOGIN_LIMIT", *_limit_identifiers(name))
+    wait = ratelimit.retry_after("SOCA_LOGIN_LIMIT", *ratelimit.identifiers(name))
     if wait is not None:
         audit.record("web.login", actor=name[:64] or None, success=False, detail="refused: too many failures")
         response = render_template("web/login.html", form=form,
@@ -154,7 +150,7 @@ def login():
         return response, 429, {"Retry-After": str(wait)}
     user = accounts.authenticate_password(name, form.password.data or "") if form.validate_on_submit() else None
     if user is None:
-        ratelimit.count_failure("SOCA_LOGIN_LIMIT", *_limit_identifiers(name))
+        ratelimit.count_failure("SOCA_LOGIN_LIMIT", *ratelimit.identifiers(name))
         audit.record("web.login", actor=name[:64] or None, success=False, detail="invalid user name or password")
         return render_template("web/login.html", form=form, error="Invalid user name or password."), 401
     target = safe_next(form.next.data) or url_for("web.my_jobs")

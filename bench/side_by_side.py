@@ -1,0 +1,378 @@
+"""Side by side: the service on each backend against slurmrestd and a scheduler-per-request
+baseline, with the same client (wrk, keep-alive) in the same run.
+
+    .venv/bin/python bench/side_by_side.py [--seconds 5] [--jobs 1000] [--write docs/benchmarks.md]
+
+Measures
+- GET one job (`GET /api/scheduler/job?job_id=`) at 1, 50 and 200 connections: the service
+  on the local backend, on Slurm and on PBS (where they run here); slurmrestd's
+  `GET /slurm/v0.0.38/job/{id}` (where the Debian package is installed); and a baseline app
+  under the same gunicorn settings that runs one `qstat -f` (or `scontrol show job`) per
+  request, what a naive wrapper of the CLI does.
+- Listing `--jobs` held jobs: the service's `GET /api/scheduler/jobs?limit=1000` (local
+  backend) against slurmrestd's `GET /slurm/v0.0.38/jobs` with as many held Slurm jobs.
+- Submitting: the API on Slurm (and PBS) against the raw `sbatch` (`qsub`), one at a time.
+
+slurmrestd refuses to run as root and, with rest_auth/local, answers only on a unix socket:
+it runs as `nobody` there, with `socat` (as `nobody` too) bridging a TCP port to it so
+that wrk drives it like the others. The bridge's copy costs slurmrestd a little: its
+numbers are, if anything, low. Nothing is restarted: slurmctld is used as it runs.
+
+Every server listens on 127.0.0.1; every loop is bounded; every job submitted here is
+cancelled at the end (Slurm jobs by their unique name).
+"""
+from __future__ import annotations
+
+import argparse
+import base64
+import http.client
+import json
+import os
+import platform
+import pwd
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from datetime import datetime, timezone
+
+PROJECT_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BIN = os.path.dirname(sys.executable)
+HELD_SCRIPT = "#!/bin/sh\n#PBS -N sbs\n#PBS -h\ntrue\n"
+CONNECTIONS = (1, 50, 200)
+BASELINE_APP = '''
+import os, subprocess
+COMMAND = os.environ["BENCH_STATUS_COMMAND"].split()
+def app(environ, start_response):
+    job_id = environ.get("QUERY_STRING", "").partition("job_id=")[2]
+    done = subprocess.run(COMMAND + [job_id], capture_output=True, timeout=30)
+    body = b'{"success": true, "message": %d}' % len(done.stdout)
+    start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
+    return [body]
+'''
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_http(port: int, path: str, timeout: float = 40) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+            conn.request("GET", path)
+            if conn.getresponse().status < 500:
+                return
+        except OSError:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError(f"nothing answered {path} on port {port}")
+
+
+def request(port: int, method: str, path: str, headers: dict, body: bytes | None = None) -> tuple[int, dict]:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    conn.request(method, path, body=body, headers=headers)
+    response = conn.getresponse()
+    data = response.read()
+    conn.close()
+    return response.status, json.loads(data or b"{}")
+
+
+def wrk(port: int, path: str, headers: dict, connections: int, seconds: float) -> dict[str, float]:
+    """wrk with keep-alive connections; throughput and latency percentiles."""
+    args = ["wrk", f"-t{min(2, connections)}", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--latency", "--timeout", "10s"]
+    for name, value in headers.items():
+        args += ["-H", f"{name}: {value}"]
+    out = subprocess.run(args + [f"http://127.0.0.1:{port}{path}"], capture_output=True, text=True,
+                         timeout=seconds + 60).stdout
+
+    def millis(label: str) -> float:
+        found = re.search(rf"^\s+{label}%\s+([\d.]+)(us|ms|s)\s*$", out, re.M)
+        if not found:
+            return float("nan")
+        value, unit = float(found.group(1)), found.group(2)
+        return value / 1000 if unit == "us" else value * 1000 if unit == "s" else value
+
+    rate = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    return {"throughput": float(rate.group(1)) if rate else 0.0, "p50": millis("50"), "p99": millis("99"),
+            "errors": int(errors.group(1)) if errors else 0}
+
+
+class Service:
+    """The service under gunicorn.conf.py (the settings `make run` uses) on one backend."""
+
+    def __init__(self, scheduler: str) -> None:
+        self.scheduler = scheduler
+        self.data_dir = tempfile.mkdtemp(prefix=f"soca-sbs-{scheduler}-", dir="/tmp")
+        os.chmod(self.data_dir, 0o711)
+        self.port = free_port()
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith("SOCA_")}
+        self.env.update(SOCA_DATA_DIR=self.data_dir, SOCA_PORT=str(self.port), SOCA_SCHEDULER=scheduler,
+                        SOCA_ACCESS_LOG="", SOCA_AUTH_FAILURE_LIMIT="100000 per minute")
+        flask = [sys.executable, "-m", "flask", "--app", "wsgi"]
+        subprocess.run(flask + ["db", "upgrade"], cwd=PROJECT_DIR, env=self.env, check=True, capture_output=True)
+        name = "sbs" + uuid.uuid4().hex[:6]
+        out = subprocess.run(flask + ["user", "create", name], cwd=PROJECT_DIR, env=self.env, check=True,
+                             capture_output=True, text=True).stdout
+        self.headers = {"X-SOCA-USER": name, "X-SOCA-TOKEN": out.strip().splitlines()[-1]}
+        self.process = subprocess.Popen([os.path.join(BIN, "gunicorn"), "-c", "gunicorn.conf.py", "wsgi:app"],
+                                        cwd=PROJECT_DIR, env=self.env, stdout=subprocess.DEVNULL,
+                                        stderr=subprocess.DEVNULL)
+        wait_http(self.port, "/api/health")
+        self.job_ids: list[str] = []
+
+    def submit(self, script: str = HELD_SCRIPT) -> str:
+        payload = base64.b64encode(script.encode()).decode()
+        body = f"payload={payload.replace('+', '%2B').replace('/', '%2F').replace('=', '%3D')}".encode()
+        status, answer = request(self.port, "POST", "/api/scheduler/job",
+                                 {**self.headers, "Content-Type": "application/x-www-form-urlencoded"}, body)
+        if status != 200:
+            raise RuntimeError(f"submit on {self.scheduler} answered {status}: {answer}")
+        self.job_ids.append(answer["message"])
+        return answer["message"]
+
+    def stop(self) -> None:
+        for job_id in self.job_ids if self.scheduler != "local" else ():
+            try:
+                request(self.port, "DELETE", f"/api/scheduler/job?job_id={job_id}", self.headers)
+            except OSError:
+                pass
+        self.process.terminate()
+        self.process.wait(timeout=60)
+
+
+class StatusPerRequest:
+    """A WSGI app under the same gunicorn settings running one status command per request."""
+
+    def __init__(self, command: str) -> None:
+        self.folder = tempfile.mkdtemp(prefix="soca-sbs-baseline-")
+        with open(os.path.join(self.folder, "status_app.py"), "w") as handle:
+            handle.write(BASELINE_APP)
+        self.port = free_port()
+        env = dict(os.environ, BENCH_STATUS_COMMAND=command)
+        self.process = subprocess.Popen(
+            [os.path.join(BIN, "gunicorn"), "--workers", "2", "--threads", "4", "--worker-class", "gthread",
+             "--bind", f"127.0.0.1:{self.port}", "status_app:app"],
+            cwd=self.folder, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_http(self.port, "/?job_id=0")
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(timeout=60)
+
+
+class SlurmRestd:
+    """slurmrestd as `nobody` on a unix socket, reached through a socat TCP bridge."""
+
+    VERSION = "v0.0.38"
+
+    def __init__(self) -> None:
+        nobody = pwd.getpwnam("nobody")
+        self.folder = tempfile.mkdtemp(prefix="soca-sbs-restd-")
+        os.chown(self.folder, nobody.pw_uid, nobody.pw_gid)
+        socket_path = os.path.join(self.folder, "restd.sock")
+        self.port = free_port()
+
+        def as_nobody() -> None:
+            os.setgroups([])
+            os.setgid(nobody.pw_gid)
+            os.setuid(nobody.pw_uid)
+
+        self.restd = subprocess.Popen(["slurmrestd", "-a", "rest_auth/local", "-s", f"openapi/{self.VERSION}",
+                                       f"unix:{socket_path}"], preexec_fn=as_nobody,
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        for _ in range(100):
+            if os.path.exists(socket_path):
+                break
+            time.sleep(0.1)
+        self.bridge = subprocess.Popen(["socat", f"TCP-LISTEN:{self.port},bind=127.0.0.1,fork,reuseaddr,backlog=512",
+                                        f"UNIX-CONNECT:{socket_path}"], preexec_fn=as_nobody,
+                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_http(self.port, f"/slurm/{self.VERSION}/ping")
+
+    def stop(self) -> None:
+        for process in (self.bridge, self.restd):
+            process.terminate()
+            process.wait(timeout=30)
+
+
+def slurm_running() -> bool:
+    if not shutil.which("sinfo"):
+        return False
+    out = subprocess.run(["sinfo", "-h", "-o", "%T"], capture_output=True, text=True, timeout=10)
+    return out.returncode == 0 and any(s in ("idle", "mixed", "allocated") for s in out.stdout.split())
+
+
+def pbs_running() -> bool:
+    if not shutil.which("qstat"):
+        return False
+    out = subprocess.run(["qstat", "-B"], capture_output=True, text=True, timeout=10)
+    return out.returncode == 0 and "Active" in out.stdout
+
+
+def raw_submit_rate(command: list[str], count: int) -> float:
+    started = time.perf_counter()
+    for _ in range(count):
+        subprocess.run(command, check=True, capture_output=True, timeout=60)
+    return count / (time.perf_counter() - started)
+
+
+def api_submit_rate(service: Service, count: int) -> float:
+    started = time.perf_counter()
+    for _ in range(count):
+        service.submit()
+    return count / (time.perf_counter() - started)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seconds", type=float, default=5.0, help="length of each load phase")
+    parser.add_argument("--jobs", type=int, default=1000, help="held jobs in the listing phase")
+    parser.add_argument("--submits", type=int, default=20, help="submissions per submit measure")
+    parser.add_argument("--pbs", action="store_true", help="also the PBS backend (qsub must accept the jobs)")
+    parser.add_argument("--write", help="append the table to this markdown file")
+    args = parser.parse_args()
+    if not shutil.which("wrk"):
+        print("wrk is needed (apt-get install wrk)", file=sys.stderr)
+        return 2
+    args.load_before = os.getloadavg()[0]
+    slurm, pbs = slurm_running(), pbs_running() and args.pbs
+    restd_installed = bool(shutil.which("slurmrestd") and shutil.which("socat")) and slurm
+    rows: list[tuple] = []  # (measure, target, conns, throughput, p50, p99, ratio, note)
+    name = f"sbs{uuid.uuid4().hex[:8]}"
+    try:
+        # -- GET storms ------------------------------------------------------------------
+        get_results: dict[tuple[str, int], dict] = {}
+        targets = [("local", None)] + [("slurm", None)] * slurm + [("pbs", None)] * pbs
+        restd = SlurmRestd() if restd_installed else None
+        slurm_job = None
+        if slurm:
+            slurm_job = subprocess.run(["sbatch", "--parsable", "--hold", "-J", name, "--wrap", "true"],
+                                       capture_output=True, text=True, check=True, timeout=60).stdout.strip()
+        for scheduler, _ in targets:
+            service = Service(scheduler)
+            try:
+                job_id = service.submit()
+                for conns in CONNECTIONS:
+                    result = wrk(service.port, f"/api/scheduler/job?job_id={job_id}", service.headers, conns,
+                                 args.seconds)
+                    get_results[(f"service ({scheduler})", conns)] = result
+                    print(f"GET service/{scheduler} c={conns}: {result}", flush=True)
+            finally:
+                service.stop()
+        if restd is not None:
+            try:
+                for conns in CONNECTIONS:
+                    result = wrk(restd.port, f"/slurm/{SlurmRestd.VERSION}/job/{slurm_job}", {}, conns,
+                                 args.seconds)
+                    get_results[("slurmrestd", conns)] = result
+                    print(f"GET slurmrestd c={conns}: {result}", flush=True)
+            finally:
+                restd.stop()
+        status_command = "qstat -f" if pbs else "scontrol show job" if slurm else None
+        if status_command:
+            baseline = StatusPerRequest(status_command)
+            probe = slurm_job if not pbs else None
+            try:
+                if pbs:
+                    probe = subprocess.run(["qsub", "-h", "-N", name, "--", "/bin/true"], capture_output=True,
+                                           text=True, check=True, timeout=60).stdout.strip()
+                for conns in CONNECTIONS:
+                    result = wrk(baseline.port, f"/?job_id={probe}", {}, conns, args.seconds)
+                    get_results[(f"{status_command.split()[0]} per request", conns)] = result
+                    print(f"GET {status_command} per request c={conns}: {result}", flush=True)
+            finally:
+                baseline.stop()
+                if pbs and probe:
+                    subprocess.run(["qdel", probe], capture_output=True, timeout=60)
+        reference = "slurmrestd" if restd is not None else "service (local)"
+        for (target, conns), result in get_results.items():
+            base = get_results.get((reference, conns))
+            ratio = result["throughput"] / base["throughput"] if base and base["throughput"] else float("nan")
+            note = f"{result['errors']} non-2xx" if result["errors"] else ""
+            rows.append(("GET one job", target, conns, result["throughput"], result["p50"], result["p99"], ratio,
+                         note))
+
+        # -- listing ----------------------------------------------------------------------
+        service = Service("local")
+        try:
+            for _ in range(args.jobs):
+                service.submit()
+            listing = wrk(service.port, "/api/scheduler/jobs?limit=1000", service.headers, 1, args.seconds)
+            print(f"list service/local: {listing}", flush=True)
+        finally:
+            service.stop()
+        restd_listing = None
+        if restd_installed:
+            for _ in range(args.jobs - 1):
+                subprocess.run(["sbatch", "--hold", "-J", name, "--wrap", "true"], capture_output=True, check=True,
+                               timeout=60)
+            restd = SlurmRestd()
+            try:
+                restd_listing = wrk(restd.port, f"/slurm/{SlurmRestd.VERSION}/jobs", {}, 1, args.seconds)
+                print(f"list slurmrestd: {restd_listing}", flush=True)
+            finally:
+                restd.stop()
+        ratio = listing["throughput"] / restd_listing["throughput"] if restd_listing and restd_listing["throughput"] \
+        else float("nan")
+        rows.append((f"list {args.jobs} jobs", "service (local)", 1, listing["throughput"], listing["p50"],
+                     listing["p99"], ratio, ""))
+        if restd_listing:
+            rows.append((f"list {args.jobs}+ jobs", "slurmrestd /jobs", 1, restd_listing["throughput"],
+                         restd_listing["p50"], restd_listing["p99"], 1.0, ""))
+
+        # -- submit -----------------------------------------------------------------------
+        for scheduler, enabled, raw in (("slurm", slurm, ["sbatch", "--hold", "-J", name, "--wrap", "true"]),
+                                        ("pbs", pbs, ["qsub", "-h", "-N", name, "--", "/bin/true"])):
+            if not enabled:
+                continue
+            service = Service(scheduler)
+            try:
+                through_api = api_submit_rate(service, args.submits)
+            finally:
+                service.stop()
+            raw_rate = raw_submit_rate(raw, args.submits)
+            rows.append(("submit, one at a time", f"service ({scheduler})", 1, through_api, float("nan"),
+                         float("nan"), through_api / raw_rate, f"raw {raw[0]}: {raw_rate:.1f}/s"))
+    finally:
+        if slurm:
+            subprocess.run(["scancel", "-n", name], capture_output=True, timeout=120)
+        if pbs:
+            ids = subprocess.run(["qselect", "-N", name], capture_output=True, text=True, timeout=60).stdout.split()
+            if ids:
+                subprocess.run(["qdel", *ids], capture_output=True, timeout=120)
+
+    table = render(rows, args)
+    print(table)
+    if args.write:
+        with open(args.write, "a") as handle:
+            handle.write("\n" + table)
+    return 0
+
+
+def render(rows: list[tuple], args) -> str:
+    def number(value: float, fmt: str) -> str:
+        return "-" if value != value else format(value, fmt)  # NaN: not measured
+
+    stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    header = ("| measure | target | conns | req/s | p50 ms | p99 ms | ratio | note |\n"
+              "|---|---|---|---|---|---|---|---|\n")
+    lines = [f"| {m} | {t} | {c} | {number(r, '.0f')} | {number(a, '.1f')} | {number(b, '.1f')} | "
+             f"{number(q, '.2f')} | {n} |" for m, t, c, r, a, b, q, n in rows]
+    return (f"## bench/side_by_side.py — {stamp}\n\nMachine: {platform.node()}, {os.cpu_count()} cores, "
+            f"{platform.platform()}, Python {platform.python_version()}; load average before the run "
+            f"{args.load_before:.2f}. Phases of {args.seconds:g} s, wrk keep-alive; GET ratios are to slurmrestd at the "
+            f"same connection count, the listing's to slurmrestd /jobs, submit's to the raw CLI.\n\n"
+            + header + "\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
