@@ -1,7 +1,8 @@
 """Side by side: the service on each backend against slurmrestd and a scheduler-per-request
 baseline, with the same client (wrk, keep-alive) in the same run.
 
-    .venv/bin/python bench/side_by_side.py [--seconds 5] [--jobs 1000] [--write docs/benchmarks.md]
+    .venv/bin/python bench/side_by_side.py [--seconds 5] [--jobs 1000] [--pbs-bin /opt/pbs/bin]
+                                           [--job-user socatest] [--write docs/benchmarks.md]
 
 Measures
 - GET one job (`GET /api/scheduler/job?job_id=`) at 1, 50 and 200 connections: the service
@@ -11,7 +12,13 @@ Measures
   request, what a naive wrapper of the CLI does.
 - Listing `--jobs` held jobs: the service's `GET /api/scheduler/jobs?limit=1000` (local
   backend) against slurmrestd's `GET /slurm/v0.0.38/jobs` with as many held Slurm jobs.
-- Submitting: the API on Slurm (and PBS) against the raw `sbatch` (`qsub`), one at a time.
+- Submitting: the API on Slurm (and PBS) against the raw `sbatch` (`qsub`), one at a time,
+  both as the same POSIX account (`--job-user`: a root service runs PBS and Slurm jobs only
+  as a real account of the API user's name).
+
+PBS is measured only when asked: `--pbs-bin DIR` names where OpenPBS's commands live (on
+a machine with Slurm's Torque wrappers as /usr/bin/qsub, /opt/pbs/bin), `--pbs` takes the
+ones on PATH.
 
 slurmrestd refuses to run as root and, with rest_auth/local, answers only on a unix socket:
 it runs as `nobody` there, with `socat` (as `nobody` too) bridging a TCP port to it so
@@ -109,7 +116,7 @@ def wrk(port: int, path: str, headers: dict, connections: int, seconds: float) -
 class Service:
     """The service under gunicorn.conf.py (the settings `make run` uses) on one backend."""
 
-    def __init__(self, scheduler: str) -> None:
+    def __init__(self, scheduler: str, user: str | None = None, pbs_bin: str = "") -> None:
         self.scheduler = scheduler
         self.data_dir = tempfile.mkdtemp(prefix=f"soca-sbs-{scheduler}-", dir="/tmp")
         os.chmod(self.data_dir, 0o711)
@@ -117,9 +124,11 @@ class Service:
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("SOCA_")}
         self.env.update(SOCA_DATA_DIR=self.data_dir, SOCA_PORT=str(self.port), SOCA_SCHEDULER=scheduler,
                         SOCA_ACCESS_LOG="", SOCA_AUTH_FAILURE_LIMIT="100000 per minute")
+        if pbs_bin:
+            self.env["SOCA_PBS_BIN"] = pbs_bin
         flask = [sys.executable, "-m", "flask", "--app", "wsgi"]
         subprocess.run(flask + ["db", "upgrade"], cwd=PROJECT_DIR, env=self.env, check=True, capture_output=True)
-        name = "sbs" + uuid.uuid4().hex[:6]
+        name = user or "sbs" + uuid.uuid4().hex[:6]
         out = subprocess.run(flask + ["user", "create", name], cwd=PROJECT_DIR, env=self.env, check=True,
                              capture_output=True, text=True).stdout
         self.headers = {"X-SOCA-USER": name, "X-SOCA-TOKEN": out.strip().splitlines()[-1]}
@@ -211,17 +220,27 @@ def slurm_running() -> bool:
     return out.returncode == 0 and any(s in ("idle", "mixed", "allocated") for s in out.stdout.split())
 
 
-def pbs_running() -> bool:
-    if not shutil.which("qstat"):
+def pbs_running(pbs_bin: str = "") -> bool:
+    qstat = os.path.join(pbs_bin, "qstat") if pbs_bin else shutil.which("qstat")
+    if not qstat or not os.access(qstat, os.X_OK):
         return False
-    out = subprocess.run(["qstat", "-B"], capture_output=True, text=True, timeout=10)
+    out = subprocess.run([qstat, "-B"], capture_output=True, text=True, timeout=10)
     return out.returncode == 0 and "Active" in out.stdout
 
 
-def raw_submit_rate(command: list[str], count: int) -> float:
+def as_account(user: str | None) -> dict:
+    """subprocess arguments that run a command as `user` (root only), as the service does."""
+    if not user or os.geteuid() != 0:
+        return {}
+    account = pwd.getpwnam(user)
+    return {"user": account.pw_uid, "group": account.pw_gid,
+            "extra_groups": os.getgrouplist(account.pw_name, account.pw_gid), "cwd": account.pw_dir}
+
+
+def raw_submit_rate(command: list[str], count: int, user: str | None) -> float:
     started = time.perf_counter()
     for _ in range(count):
-        subprocess.run(command, check=True, capture_output=True, timeout=60)
+        subprocess.run(command, check=True, capture_output=True, timeout=60, **as_account(user))
     return count / (time.perf_counter() - started)
 
 
@@ -237,28 +256,38 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=5.0, help="length of each load phase")
     parser.add_argument("--jobs", type=int, default=1000, help="held jobs in the listing phase")
     parser.add_argument("--submits", type=int, default=20, help="submissions per submit measure")
-    parser.add_argument("--pbs", action="store_true", help="also the PBS backend (qsub must accept the jobs)")
+    parser.add_argument("--pbs", action="store_true", help="also the PBS backend, with the qsub/qstat on PATH")
+    parser.add_argument("--pbs-bin", default="", help="also the PBS backend, with the commands of this folder "
+                        "(e.g. /opt/pbs/bin where /usr/bin/qsub is Slurm's Torque wrapper)")
+    parser.add_argument("--job-user", default="socatest" if os.geteuid() == 0 else None,
+                        help="API user (and POSIX account) that submits on Slurm and PBS; a root service "
+                        "needs a real account of that name")
+    parser.add_argument("--skip", default="", help="comma-separated phases to leave out: get, list, submit")
     parser.add_argument("--write", help="append the table to this markdown file")
     args = parser.parse_args()
     if not shutil.which("wrk"):
         print("wrk is needed (apt-get install wrk)", file=sys.stderr)
         return 2
     args.load_before = os.getloadavg()[0]
-    slurm, pbs = slurm_running(), pbs_running() and args.pbs
+    pbs_bin = args.pbs_bin
+    slurm, pbs = slurm_running(), pbs_running(pbs_bin) and (args.pbs or bool(pbs_bin))
+    pbs_command = (lambda name: os.path.join(pbs_bin, name)) if pbs_bin else (lambda name: name)
+    skip = set(filter(None, args.skip.split(",")))
     restd_installed = bool(shutil.which("slurmrestd") and shutil.which("socat")) and slurm
     rows: list[tuple] = []  # (measure, target, conns, throughput, p50, p99, ratio, note)
     name = f"sbs{uuid.uuid4().hex[:8]}"
+    user = args.job_user
     try:
         # -- GET storms ------------------------------------------------------------------
         get_results: dict[tuple[str, int], dict] = {}
-        targets = [("local", None)] + [("slurm", None)] * slurm + [("pbs", None)] * pbs
-        restd = SlurmRestd() if restd_installed else None
+        targets = ["local"] + ["slurm"] * slurm + ["pbs"] * pbs
+        restd = SlurmRestd() if restd_installed and "get" not in skip else None
         slurm_job = None
         if slurm:
             slurm_job = subprocess.run(["sbatch", "--parsable", "--hold", "-J", name, "--wrap", "true"],
                                        capture_output=True, text=True, check=True, timeout=60).stdout.strip()
-        for scheduler, _ in targets:
-            service = Service(scheduler)
+        for scheduler in targets if "get" not in skip else ():
+            service = Service(scheduler, None if scheduler == "local" else user, pbs_bin)
             try:
                 job_id = service.submit()
                 for conns in CONNECTIONS:
@@ -277,22 +306,23 @@ def main() -> int:
                     print(f"GET slurmrestd c={conns}: {result}", flush=True)
             finally:
                 restd.stop()
-        status_command = "qstat -f" if pbs else "scontrol show job" if slurm else None
-        if status_command:
+        baselines = [("scontrol show job", "scontrol", slurm)] + [(f"{pbs_command('qstat')} -f", "qstat", pbs)]
+        for status_command, label, enabled in baselines if "get" not in skip else ():
+            if not enabled:
+                continue
             baseline = StatusPerRequest(status_command)
-            probe = slurm_job if not pbs else None
+            probe = slurm_job if label == "scontrol" else None
             try:
-                if pbs:
-                    probe = subprocess.run(["qsub", "-h", "-N", name, "--", "/bin/true"], capture_output=True,
-                                           text=True, check=True, timeout=60).stdout.strip()
+                if label == "qstat":
+                    probe = subprocess.run([pbs_command("qsub"), "-h", "-N", name, "--", "/bin/true"],
+                                           capture_output=True, text=True, check=True, timeout=60,
+                                           **as_account(user)).stdout.strip()
                 for conns in CONNECTIONS:
                     result = wrk(baseline.port, f"/?job_id={probe}", {}, conns, args.seconds)
-                    get_results[(f"{status_command.split()[0]} per request", conns)] = result
+                    get_results[(f"{label} per request", conns)] = result
                     print(f"GET {status_command} per request c={conns}: {result}", flush=True)
             finally:
                 baseline.stop()
-                if pbs and probe:
-                    subprocess.run(["qdel", probe], capture_output=True, timeout=60)
         reference = "slurmrestd" if restd is not None else "service (local)"
         for (target, conns), result in get_results.items():
             base = get_results.get((reference, conns))
@@ -302,53 +332,55 @@ def main() -> int:
                          note))
 
         # -- listing ----------------------------------------------------------------------
-        service = Service("local")
-        try:
-            for _ in range(args.jobs):
-                service.submit()
-            listing = wrk(service.port, "/api/scheduler/jobs?limit=1000", service.headers, 1, args.seconds)
-            print(f"list service/local: {listing}", flush=True)
-        finally:
-            service.stop()
-        restd_listing = None
-        if restd_installed:
-            for _ in range(args.jobs - 1):
-                subprocess.run(["sbatch", "--hold", "-J", name, "--wrap", "true"], capture_output=True, check=True,
-                               timeout=60)
-            restd = SlurmRestd()
+        if "list" not in skip:
+            service = Service("local")
             try:
-                restd_listing = wrk(restd.port, f"/slurm/{SlurmRestd.VERSION}/jobs", {}, 1, args.seconds)
-                print(f"list slurmrestd: {restd_listing}", flush=True)
+                for _ in range(args.jobs):
+                    service.submit()
+                listing = wrk(service.port, "/api/scheduler/jobs?limit=1000", service.headers, 1, args.seconds)
+                print(f"list service/local: {listing}", flush=True)
             finally:
-                restd.stop()
-        ratio = listing["throughput"] / restd_listing["throughput"] if restd_listing and restd_listing["throughput"] \
-        else float("nan")
-        rows.append((f"list {args.jobs} jobs", "service (local)", 1, listing["throughput"], listing["p50"],
-                     listing["p99"], ratio, ""))
-        if restd_listing:
-            rows.append((f"list {args.jobs}+ jobs", "slurmrestd /jobs", 1, restd_listing["throughput"],
-                         restd_listing["p50"], restd_listing["p99"], 1.0, ""))
+                service.stop()
+            restd_listing = None
+            if restd_installed:
+                for _ in range(args.jobs - 1):
+                    subprocess.run(["sbatch", "--hold", "-J", name, "--wrap", "true"], capture_output=True,
+                                   check=True, timeout=60)
+                restd = SlurmRestd()
+                try:
+                    restd_listing = wrk(restd.port, f"/slurm/{SlurmRestd.VERSION}/jobs", {}, 1, args.seconds)
+                    print(f"list slurmrestd: {restd_listing}", flush=True)
+                finally:
+                    restd.stop()
+            ratio = listing["throughput"] / restd_listing["throughput"] \
+                if restd_listing and restd_listing["throughput"] else float("nan")
+            rows.append((f"list {args.jobs} jobs", "service (local)", 1, listing["throughput"], listing["p50"],
+                         listing["p99"], ratio, ""))
+            if restd_listing:
+                rows.append((f"list {args.jobs}+ jobs", "slurmrestd /jobs", 1, restd_listing["throughput"],
+                             restd_listing["p50"], restd_listing["p99"], 1.0, ""))
 
         # -- submit -----------------------------------------------------------------------
         for scheduler, enabled, raw in (("slurm", slurm, ["sbatch", "--hold", "-J", name, "--wrap", "true"]),
-                                        ("pbs", pbs, ["qsub", "-h", "-N", name, "--", "/bin/true"])):
-            if not enabled:
+                                        ("pbs", pbs, [pbs_command("qsub"), "-h", "-N", name, "--", "/bin/true"])):
+            if not enabled or "submit" in skip:
                 continue
-            service = Service(scheduler)
+            service = Service(scheduler, user, pbs_bin)
             try:
                 through_api = api_submit_rate(service, args.submits)
             finally:
                 service.stop()
-            raw_rate = raw_submit_rate(raw, args.submits)
+            raw_rate = raw_submit_rate(raw, args.submits, user)
             rows.append(("submit, one at a time", f"service ({scheduler})", 1, through_api, float("nan"),
-                         float("nan"), through_api / raw_rate, f"raw {raw[0]}: {raw_rate:.1f}/s"))
+                         float("nan"), through_api / raw_rate, f"raw {os.path.basename(raw[0])}: {raw_rate:.1f}/s"))
     finally:
         if slurm:
             subprocess.run(["scancel", "-n", name], capture_output=True, timeout=120)
         if pbs:
-            ids = subprocess.run(["qselect", "-N", name], capture_output=True, text=True, timeout=60).stdout.split()
+            ids = subprocess.run([pbs_command("qselect"), "-N", name], capture_output=True, text=True,
+                                 timeout=60).stdout.split()
             if ids:
-                subprocess.run(["qdel", *ids], capture_output=True, timeout=120)
+                subprocess.run([pbs_command("qdel"), *ids], capture_output=True, timeout=120)
 
     table = render(rows, args)
     print(table)

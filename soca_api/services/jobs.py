@@ -230,24 +230,27 @@ def _record_and_submit(user: User, request: JobRequest, queue: str, adapter, ide
         idempotency.forget(job)
         db.session.commit()
         raise ApiError(exc.status, f"Unable to write the job script: {exc.message}") from None
-    job.scheduler_id, job.state = job_id, "Q"
-    _scheduler_default_paths(job, request, job_id, ident)
+    # One UPDATE by primary key: the row was expired by the commit above, and changing
+    # it through the ORM would first reload all of it (a SELECT per submission).
+    output, error = _scheduler_default_paths(request, job_id, job_dir, ident)
+    db.session.execute(sa.update(Job).where(Job.id == seq).values(
+        scheduler_id=job_id, state="Q", output_path=output, error_path=error))
     db.session.commit()
     return job_id
 
 
-def _scheduler_default_paths(job: Job, request: JobRequest, job_id: str, ident) -> None:
+def _scheduler_default_paths(request: JobRequest, job_id: str, job_dir: str, ident) -> tuple[str, str]:
     """PBS and Slurm name a default output <name>.o<their job number> (arrays
-    <name>.o<number>.<index>), not after the service's record id."""
+    <name>.o<number>.<index>), not after the service's record id: (output, error)."""
     number = job_id.split("[", 1)[0]
     suffix = f"{number}.^array_index^" if request.array else number
-    output = _resolve_path(request.output_path, f"{request.name}.o{suffix}", job.job_dir, ident.confined, "-o")
-    error = _resolve_path(request.error_path, f"{request.name}.e{suffix}", job.job_dir, ident.confined, "-e")
+    output = _resolve_path(request.output_path, f"{request.name}.o{suffix}", job_dir, ident.confined, "-o")
+    error = _resolve_path(request.error_path, f"{request.name}.e{suffix}", job_dir, ident.confined, "-e")
     if request.join == "oe":
         error = output
     elif request.join == "eo":
         output = error
-    job.output_path, job.error_path = output, error
+    return output, error
 
 
 def _check_dependency(user: User, dep_id: str) -> None:
