@@ -49,7 +49,8 @@ def info_from_record(stored: dict) -> JobInfo:
 
 def record_info(job: Job) -> JobInfo:
     """The normalised value of one job row: what the scheduler last reported when the
-    reconciler has seen the job, else the service's own record."""
+    reconciler has seen the job, else the service's own record. `job` may also be a plain
+    row of the columns read here (listings select only those)."""
     if job.scheduler_record:
         info = info_from_record(job.scheduler_record)
         info.owner = job.owner  # whose job it is, even when it ran under a fallback account
@@ -71,6 +72,7 @@ def record_info(job: Job) -> JobInfo:
         "PBS_O_SYSTEM": "Linux",
     }
     variables.update(request.get("variables", {}))
+    created = _aware(job.created_at)
     return JobInfo(
         id=job.scheduler_id,
         name=job.name,
@@ -80,10 +82,10 @@ def record_info(job: Job) -> JobInfo:
         submit_host=host,
         server=host,
         substate=job.substate,
-        created=_aware(job.created_at),
-        queued=_aware(job.created_at),
+        created=created,
+        queued=created,
         modified=_aware(job.modified_at),
-        eligible=_aware(job.created_at),
+        eligible=created,
         started=_aware(job.started_at),
         finished=_aware(job.finished_at),
         exit_status=job.exit_status,

@@ -262,6 +262,11 @@ def _check_dependency(user: User, dep_id: str) -> None:
 # -- read ----------------------------------------------------------------------------------
 _RECORD = sa.select(Job).where(Job.backend == sa.bindparam("backend"), Job.scheduler_id == sa.bindparam("job_id"))
 _LIVE_RECORD = _RECORD.where(Job.deleted_at.is_(None))  # built once: GET is the hottest path
+# What record_info reads of a row (never the script), and the id for listings' paging.
+_LISTED_COLUMNS = (Job.id, Job.scheduler_id, Job.owner, Job.name, Job.queue, Job.state, Job.substate, Job.request,
+                   Job.job_dir, Job.output_path, Job.error_path, Job.ncpus, Job.nodes, Job.rerunable, Job.hold,
+                   Job.created_at, Job.modified_at, Job.started_at, Job.finished_at, Job.exit_status,
+                   Job.exec_host, Job.comment, Job.scheduler_record)
 
 
 def find_record(job_id: str, *, include_deleted: bool = False) -> Job | None:
@@ -553,7 +558,7 @@ def list_jobs(user: User, *, owner: str | None, state: str | None, queue: str | 
     if before is not None:
         conditions.append(Job.id < before)
     if state is not None:
-        query = sa.select(Job).where(*conditions, Job.state == state)
+        query = sa.select(*_LISTED_COLUMNS).where(*conditions, Job.state == state)
     else:
         # What qstat would show: active jobs and finished ones still in history. Each arm
         # of the union is an index range, so a long history of finished jobs is never
@@ -562,17 +567,20 @@ def list_jobs(user: User, *, owner: str | None, state: str | None, queue: str | 
         active = sa.select(Job.id).where(*conditions, Job.state.in_(sorted(ACTIVE_STATES | {PENDING_STATE})))
         recent = sa.select(Job.id).where(*conditions, Job.state == "F", Job.finished_at >= cutoff)
         ids = sa.union_all(active, recent).subquery()
-        query = sa.select(Job).where(Job.id.in_(sa.select(ids.c.id)))
-    rows = list(db.session.execute(query.order_by(Job.id.desc()).limit(limit + 1)).scalars())
+        query = sa.select(*_LISTED_COLUMNS).where(Job.id.in_(sa.select(ids.c.id)))
+    # Plain rows of the columns a listing shows (never the scripts): record_info reads
+    # them by the same names, without an ORM instance per job.
+    rows = db.session.execute(query.order_by(Job.id.desc()).limit(limit + 1)).all()
     next_before = rows[limit - 1].id if len(rows) > limit else None
     rows = rows[:limit]
     # PBS / Slurm: the rows hold the reconciler's snapshot; without a reconciler, this
     # process's own snapshot of the scheduler is laid over them.
     live = _live_infos(adapter, owner) if adapter.name != "local" and not _rows_current(adapter) else {}
     jobs = {}
+    times: dict = {}  # the listing's rendered times, shared by its jobs
     for row in rows:
         info = live.get(row.scheduler_id) or record_info(row)
-        jobs[row.scheduler_id] = qstat_attributes(info)
+        jobs[row.scheduler_id] = qstat_attributes(info, times)
     return jobs, next_before
 
 
