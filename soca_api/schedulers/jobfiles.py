@@ -13,6 +13,7 @@ import os
 import re
 import secrets
 import stat
+from collections.abc import Iterable
 
 JOB_DIR_MODE = 0o700
 SHARED_DIR_MODE = 0o711  # folders job accounts pass through (soca_job_output, data/jobs)
@@ -108,14 +109,14 @@ def _trusted_directory(fd: int) -> bool:
     return status.st_uid == 0 and not status.st_mode & 0o022
 
 
-def open_job_dir(job_dir: str, owner_uid: int | None = None) -> int:
-    """An O_PATH descriptor on an existing job folder (to open files below it), walked
-    from "/" without following a link in any folder that someone other than root could
-    change. The folder must belong to `owner_uid` (or the service) when given."""
+def _walk_from_root(job_dir: str, flags: int, create_for: tuple[int, int] | None = None,
+                    create: bool = False) -> int:
+    """A descriptor on `job_dir`, walked from "/" one folder at a time: links are followed
+    only in folders only root can change. With `create`, missing folders are made (0700,
+    given to `create_for` when the service is root)."""
     if not os.path.isabs(job_dir) or os.path.normpath(job_dir) != job_dir:
         raise JobFileError(f"invalid job folder {job_dir!r}", 400)
-    # O_PATH: passing a folder needs only its x bit (job accounts pass 0711 folders).
-    flags = os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC
+    access = flags & (os.O_PATH | os.O_RDONLY)
     fd = os.open("/", flags)
     shown = ""
     try:
@@ -125,50 +126,45 @@ def open_job_dir(job_dir: str, owner_uid: int | None = None) -> int:
                 if _trusted_directory(fd):
                     child = os.open(part, flags, dir_fd=fd)
                 else:
-                    child = _open_dir_nofollow(part, fd, shown, os.O_PATH)
+                    child = _open_dir_nofollow(part, fd, shown, access)
             except FileNotFoundError:
-                raise FileNotFoundError(errno.ENOENT, "the job folder does not exist", shown) from None
+                if not create:
+                    raise FileNotFoundError(errno.ENOENT, "the job folder does not exist", shown) from None
+                os.mkdir(part, JOB_DIR_MODE, dir_fd=fd)
+                child = _open_dir_nofollow(part, fd, shown, access)
+                if create_for is not None and os.geteuid() == 0:
+                    os.fchown(child, *create_for)
             os.close(fd)
             fd = child
-        if owner_uid is not None and os.fstat(fd).st_uid not in (owner_uid, os.geteuid()):
-            raise JobFileError(f"the job folder {job_dir} belongs to another account", 403)
         return fd
     except BaseException:
         os.close(fd)
         raise
+
+
+def _check_folder_owner(fd: int, job_dir: str, allowed: Iterable[int]) -> int:
+    if os.fstat(fd).st_uid not in allowed:
+        os.close(fd)
+        raise JobFileError(f"the job folder {job_dir} belongs to another account", 403)
+    return fd
+
+
+def open_job_dir(job_dir: str, owner_uid: int | None = None) -> int:
+    """An O_PATH descriptor on an existing job folder (to open files below it). The
+    folder must belong to `owner_uid` (or the service) when given."""
+    # O_PATH: passing a folder needs only its x bit (job accounts pass 0711 folders).
+    fd = _walk_from_root(job_dir, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    if owner_uid is None:
+        return fd
+    return _check_folder_owner(fd, job_dir, (owner_uid, os.geteuid()))
 
 
 def open_or_create_job_dir(job_dir: str, owner: tuple[int, int] | None) -> int:
     """A descriptor on the job folder (the scheduler adapters' entry), creating what is
-    missing (0700, given to `owner` when the service is root). Links are followed only in
-    folders only root can change; the folder must belong to `owner`, root or the service."""
-    if not os.path.isabs(job_dir) or os.path.normpath(job_dir) != job_dir:
-        raise JobFileError(f"invalid job folder {job_dir!r}", 400)
-    flags = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
-    as_root = owner is not None and os.geteuid() == 0
-    fd = os.open("/", flags)
-    shown = ""
-    try:
-        for part in [p for p in job_dir.split("/") if p]:
-            shown += "/" + part
-            try:
-                if _trusted_directory(fd):
-                    child = os.open(part, flags, dir_fd=fd)
-                else:
-                    child = _open_dir_nofollow(part, fd, shown)
-            except FileNotFoundError:
-                os.mkdir(part, JOB_DIR_MODE, dir_fd=fd)
-                child = _open_dir_nofollow(part, fd, shown)
-                if as_root:
-                    os.fchown(child, *owner)  # type: ignore[misc]
-            os.close(fd)
-            fd = child
-        if os.fstat(fd).st_uid not in _owners_allowed(owner):
-            raise JobFileError(f"the job folder {job_dir} belongs to another account", 403)
-        return fd
-    except BaseException:
-        os.close(fd)
-        raise
+    missing (0700, given to `owner` when the service is root); the folder must belong to
+    `owner`, root or the service."""
+    fd = _walk_from_root(job_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, owner, create=True)
+    return _check_folder_owner(fd, job_dir, _owners_allowed(owner))
 
 
 def write_new_file(dir_fd: int, name: str, text: str, owner: tuple[int, int] | None, mode: int) -> None:
