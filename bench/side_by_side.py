@@ -39,13 +39,14 @@ import platform
 import pwd
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 import uuid
 from datetime import datetime, timezone
+
+from serving import free_port, wait_http
 
 PROJECT_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIN = os.path.dirname(sys.executable)
@@ -61,26 +62,6 @@ def app(environ, start_response):
     start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
     return [body]
 '''
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_http(port: int, path: str, timeout: float = 40) -> None:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        try:
-            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-            conn.request("GET", path)
-            if conn.getresponse().status < 500:
-                return
-        except OSError:
-            pass
-        time.sleep(0.2)
-    raise RuntimeError(f"nothing answered {path} on port {port}")
 
 
 def request(port: int, method: str, path: str, headers: dict, body: bytes | None = None) -> tuple[int, dict]:
@@ -135,7 +116,7 @@ class Service:
         self.process = subprocess.Popen([os.path.join(BIN, "gunicorn"), "-c", "gunicorn.conf.py", "wsgi:app"],
                                         cwd=PROJECT_DIR, env=self.env, stdout=subprocess.DEVNULL,
                                         stderr=subprocess.DEVNULL)
-        wait_http(self.port, "/api/health")
+        wait_http(self.port, "/api/health", any_answer=True)
         self.job_ids: list[str] = []
 
     def submit(self, script: str = HELD_SCRIPT) -> str:
@@ -171,7 +152,7 @@ class StatusPerRequest:
             [os.path.join(BIN, "gunicorn"), "--workers", "2", "--threads", "4", "--worker-class", "gthread",
              "--bind", f"127.0.0.1:{self.port}", "status_app:app"],
             cwd=self.folder, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        wait_http(self.port, "/?job_id=0")
+        wait_http(self.port, "/?job_id=0", any_answer=True)
 
     def stop(self) -> None:
         self.process.terminate()
@@ -205,7 +186,7 @@ class SlurmRestd:
         self.bridge = subprocess.Popen(["socat", f"TCP-LISTEN:{self.port},bind=127.0.0.1,fork,reuseaddr,backlog=512",
                                         f"UNIX-CONNECT:{socket_path}"], preexec_fn=as_nobody,
                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        wait_http(self.port, f"/slurm/{self.VERSION}/ping")
+        wait_http(self.port, f"/slurm/{self.VERSION}/ping", any_answer=True)
 
     def stop(self) -> None:
         for process in (self.bridge, self.restd):
