@@ -269,8 +269,7 @@ def test_a_data_folder_behind_a_closed_parent_is_refused_naming_the_path():
 @pytest.fixture(scope="module")
 def service_account():
     """A throwaway POSIX account for the service itself (removed afterwards)."""
-    if os.geteuid() != 0:
-        pytest.skip("creating a throwaway service account needs root (the suite runs as root in CI)")
+    require(os.geteuid() == 0, "A root test run (it creates a throwaway service account)")
     name = f"socasvc{uuid.uuid4().hex[:6]}"
     subprocess.run(["useradd", "--system", "--no-create-home", "-s", "/usr/sbin/nologin", name], check=True)
     try:

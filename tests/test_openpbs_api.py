@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import pwd
-import shutil
 import subprocess
 import time
 
@@ -16,7 +15,7 @@ from soca_api.extensions import db
 from soca_api.models import Job, utcnow
 from tests.conftest import build_stack
 from tests.helpers import SEED_PAYLOAD, Account, encode, job_attributes, submit
-from tests.services import PBS_BIN, require_openpbs
+from tests.services import PBS_BIN, require, require_openpbs
 
 JOB_GONE = "Unable to retrieve Job ID (job may have terminated and is no longer in the queue)"
 OWNER, OTHER = "pbsalice", "pbsbob"  # POSIX accounts (.ci/run: PBS_USERS)
@@ -52,12 +51,9 @@ def qsub_as(user: str, script: str, cwd: str) -> str:
 @pytest.fixture(scope="module")
 def pbs(tmp_path_factory):
     require_openpbs()
-    if os.geteuid() != 0:
-        pytest.skip("jobs run as their POSIX users only when the service is root")
+    require(os.geteuid() == 0, "A root test run (jobs run as their POSIX users only under a root service)")
     for name in (OWNER, OTHER):
         ensure_posix(name)
-        # Job folders are named after record ids, which a fresh database reuses.
-        shutil.rmtree(os.path.join(pwd.getpwnam(name).pw_dir, "soca_job_output"), ignore_errors=True)
     data = tmp_path_factory.mktemp("openpbsdb")
     settings = {"SOCA_SCHEDULER": "pbs", "SOCA_PBS_BIN": PBS_BIN, "SOCA_SCHEDULER_CACHE_SECONDS": 1.0}
     stack = build_stack("sqlite", f"sqlite:///{data}/soca.db", **settings)
@@ -305,10 +301,8 @@ def test_seed_curl_steps_over_gunicorn_with_its_reconciler():
     from tests.live import flask_cli, free_port, start_gunicorn
 
     require_openpbs()
-    if os.geteuid() != 0:
-        pytest.skip("jobs run as their POSIX users only when the service is root")
+    require(os.geteuid() == 0, "A root test run (jobs run as their POSIX users only under a root service)")
     ensure_posix(OTHER)
-    shutil.rmtree(os.path.join(pwd.getpwnam(OTHER).pw_dir, "soca_job_output"), ignore_errors=True)
     data_dir = make_data_dir()
     port = free_port()
     env = service_env(data_dir, f"sqlite:///{data_dir}/soca.db", SOCA_PORT=str(port), SOCA_WORKERS="2",
