@@ -79,3 +79,20 @@ def needs_posix_account(name: str) -> None:
     """As root, give an API user of a cluster backend the POSIX account it needs."""
     if os.geteuid() == 0:
         ensure_posix_account(name)
+
+
+def recorded_pid(app, job_id: str, timeout: float = 10) -> int:
+    """The pid the local runner records right after it starts the job."""
+    import sqlalchemy as sa
+
+    from soca_api.extensions import db
+    from soca_api.models import Job
+
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        with app.app_context():
+            pid = db.session.execute(sa.select(Job.pid).where(Job.scheduler_id == job_id)).scalar()
+        if pid:
+            return pid
+        time.sleep(0.05)
+    raise AssertionError(f"no pid recorded for job {job_id}")

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -10,7 +11,7 @@ import time
 import pytest
 import requests
 
-from tests.conftest import PROJECT_DIR
+from tests.conftest import PROJECT_DIR, make_data_dir, service_env
 
 FLASK = [sys.executable, "-m", "flask", "--app", "wsgi"]
 GUNICORN = os.path.join(os.path.dirname(sys.executable), "gunicorn")
@@ -47,3 +48,28 @@ def start_gunicorn(env: dict[str, str], base: str, verify: str | bool = True) ->
     server.terminate()
     with open(os.path.join(env["SOCA_DATA_DIR"], "gunicorn.log")) as handle:
         pytest.fail("gunicorn did not become healthy: " + handle.read()[-2000:])
+
+
+def prepared_service(**settings: str) -> tuple[dict[str, str], str]:
+    """A fresh data folder and migrated SQLite database for a live gunicorn, no access log
+    unless asked: (env, base URL)."""
+    data_dir = make_data_dir()
+    port = free_port()
+    env = service_env(data_dir, f"sqlite:///{data_dir}/soca.db", SOCA_PORT=str(port),
+                      **{"SOCA_ACCESS_LOG": "", **settings})
+    flask_cli(env, "db", "upgrade")
+    return env, f"http://127.0.0.1:{port}"
+
+
+def create_user(env: dict[str, str], name: str) -> str:
+    """`flask user create`; returns the new user's API key."""
+    return flask_cli(env, "user", "create", name).strip().splitlines()[-1]
+
+
+def kill_service(server: subprocess.Popen) -> None:
+    """kill -9 of gunicorn's master and every child (workers and runner) at once."""
+    children = subprocess.run(["pgrep", "-P", str(server.pid)], capture_output=True, text=True,
+                              timeout=10).stdout.split()
+    for pid in [server.pid, *map(int, children)]:
+        os.kill(pid, signal.SIGKILL)
+    server.wait(timeout=10)

@@ -15,7 +15,7 @@ import pytest
 from soca_api.extensions import db
 from soca_api.models import Queue
 from tests.conftest import build_stack, make_data_dir
-from tests.fakepbs.fakepbs import FakePbs, load_fixture
+from tests.fakepbs.fakepbs import FakePbs
 from tests.helpers import SEED_PAYLOAD, encode, job_attributes, submit, wait_for_state
 from tests.services import require_slurm
 

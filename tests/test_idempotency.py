@@ -2,9 +2,6 @@
 on every backend, concurrently, and after a kill -9 of the whole service."""
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
 import threading
 import uuid
 from datetime import timedelta
@@ -14,9 +11,9 @@ import sqlalchemy as sa
 
 from soca_api.extensions import db
 from soca_api.models import IdempotencyKey, Job, utcnow
-from tests.conftest import build_stack, make_data_dir, service_env
+from tests.conftest import build_stack
 from tests.helpers import SEED_PAYLOAD, encode
-from tests.live import flask_cli, free_port, start_gunicorn
+from tests.live import create_user, kill_service, prepared_service, start_gunicorn
 from tests.services import require_slurm
 
 URL = "/api/scheduler/job"
@@ -167,23 +164,15 @@ def test_idempotent_submit_on_pbs_calls_qsub_once_and_a_refusal_frees_the_key(tm
 
 # -- kill -9 between the two tries ---------------------------------------------------------
 def test_a_retry_after_kill_9_of_the_whole_service_gets_the_same_job():
-    data_dir = make_data_dir()
-    port = free_port()
-    env = service_env(data_dir, f"sqlite:///{data_dir}/soca.db", SOCA_PORT=str(port), SOCA_WORKERS="2",
-                      SOCA_ACCESS_LOG="")
-    flask_cli(env, "db", "upgrade")
-    key = flask_cli(env, "user", "create", "ida").strip().splitlines()[-1]
-    base = f"http://127.0.0.1:{port}"
+    env, base = prepared_service(SOCA_WORKERS="2")
+    key = create_user(env, "ida")
     headers = {"X-SOCA-USER": "ida", "X-SOCA-TOKEN": key, "Idempotency-Key": str(uuid.uuid4())}
     script = encode("#!/bin/sh\n#PBS -N oncejob\necho once\n")
     server = start_gunicorn(env, base)
     try:
         first = requests.post(f"{base}{URL}", headers=headers, files={"payload": (None, script)}, timeout=10).json()
         assert first["success"] is True
-        children = subprocess.run(["pgrep", "-P", str(server.pid)], capture_output=True, text=True).stdout.split()
-        for pid in [server.pid, *map(int, children)]:
-            os.kill(pid, signal.SIGKILL)
-        server.wait(timeout=10)
+        kill_service(server)
         server = start_gunicorn(env, base)
         again = requests.post(f"{base}{URL}", headers=headers, files={"payload": (None, script)}, timeout=10).json()
         assert again == first

@@ -22,7 +22,15 @@ import sqlalchemy as sa
 from soca_api.extensions import db
 from soca_api.models import Job, JobAccount
 from tests.conftest import PROJECT_DIR, build_stack, make_data_dir, service_env, unique_name
-from tests.helpers import SEED_PAYLOAD, SEED_SCRIPT, encode, ensure_posix_account, submit, wait_for_state
+from tests.helpers import (
+    SEED_PAYLOAD,
+    SEED_SCRIPT,
+    encode,
+    ensure_posix_account,
+    recorded_pid,
+    submit,
+    wait_for_state,
+)
 from tests.live import free_port
 from tests.services import require
 
@@ -33,17 +41,6 @@ def output_data(client, account, job_id) -> str:
     response = client.get(f"/api/scheduler/job/output?job_id={job_id}", headers=account.headers)
     assert response.status_code == 200, response.json
     return response.json["message"]["data"]
-
-
-def pid_of(app, job_id: str) -> int:
-    deadline = time.time() + 10
-    while time.time() < deadline:
-        with app.app_context():
-            pid = db.session.execute(sa.select(Job.pid).where(Job.scheduler_id == job_id)).scalar()
-        if pid:
-            return pid
-        time.sleep(0.05)
-    raise AssertionError(f"no pid for job {job_id}")
 
 
 def probe_script(paths: list[str], pid: int | None) -> str:
@@ -75,7 +72,7 @@ def test_one_users_job_cannot_read_another_or_the_service_nor_kill_it(client, ap
     victim = submit(client, alice, "#!/bin/sh\n#PBS -N secretwork\necho alice-private\nsleep 20\necho done\n")
     attributes = wait_for_state(client, alice, victim, "R")
     alice_output = attributes["Output_Path"].split(":", 1)[1]
-    alice_pid = pid_of(app, victim)
+    alice_pid = recorded_pid(app, victim)
     secret, admin_key = (os.path.join(stack.data_dir, name) for name in ("secret_key", "admin_api_key"))
     for path in (secret, admin_key):
         if not os.path.exists(path):

@@ -13,7 +13,7 @@ import sqlalchemy as sa
 
 from soca_api.extensions import db
 from soca_api.models import Job
-from tests.helpers import SEED_PAYLOAD, encode, job_attributes, submit, wait_for_state
+from tests.helpers import SEED_PAYLOAD, encode, job_attributes, recorded_pid, submit, wait_for_state
 
 JOB_GONE = "Unable to retrieve Job ID (job may have terminated and is no longer in the queue)"
 
@@ -193,7 +193,7 @@ def test_running_job_is_r_with_exec_host_and_delete_kills_it(client, user, app):
     job_id = submit(client, user, "#!/bin/sh\n#PBS -N sleeper\nsleep 60\n")
     running = wait_for_state(client, user, job_id, "R")
     assert running["exec_host"] and "stime" in running
-    pid = _pid_of(app, job_id)
+    pid = recorded_pid(app, job_id)
     assert os.path.exists(f"/proc/{pid}")
     assert client.delete(f"/api/scheduler/job?job_id={job_id}", headers=user.headers).status_code == 200
     assert job_attributes(client, user, job_id).status_code == 404
@@ -201,18 +201,6 @@ def test_running_job_is_r_with_exec_host_and_delete_kills_it(client, user, app):
     while time.time() < deadline and _alive(pid):
         time.sleep(0.1)
     assert not _alive(pid), "a deleted job's process must be killed"
-
-
-def _pid_of(app, job_id: str) -> int:
-    """The runner records the pid right after it starts the job."""
-    deadline = time.time() + 5
-    while time.time() < deadline:
-        with app.app_context():
-            pid = db.session.execute(sa.select(Job.pid).where(Job.scheduler_id == job_id)).scalar()
-        if pid:
-            return pid
-        time.sleep(0.05)
-    raise AssertionError(f"no pid recorded for job {job_id}")
 
 
 def _alive(pid: int) -> bool:
@@ -390,7 +378,7 @@ def test_runner_restart_requeues_rerunable_and_fails_others_without_orphans(clie
     wait_for_state(client, user, rerun, "R")
     wait_for_state(client, user, once, "R")
     queued = submit(client, user, "#!/bin/sh\n#PBS -N queued\necho still here\n")
-    pids = {job_id: _pid_of(app, job_id) for job_id in (rerun, once)}
+    pids = {job_id: recorded_pid(app, job_id) for job_id in (rerun, once)}
     stack.stop_runner(signal.SIGKILL)  # the runner dies; its jobs' processes survive it
     assert _alive(pids[once])
     stack.start_runner()

@@ -3,7 +3,6 @@ the seed's curl commands verbatim."""
 from __future__ import annotations
 
 import datetime
-import signal
 import json
 import os
 import subprocess
@@ -13,7 +12,7 @@ import pytest
 import requests
 
 from tests.conftest import make_data_dir, service_env
-from tests.live import flask_cli, free_port, start_gunicorn
+from tests.live import create_user, flask_cli, free_port, kill_service, prepared_service, start_gunicorn
 from tests.helpers import SEED_PAYLOAD, encode
 from tests.services import require
 
@@ -148,13 +147,8 @@ def test_failures_are_counted_across_workers_through_redis(live):
 
 def test_acknowledged_jobs_survive_killing_the_whole_service(tmp_path):
     """kill -9 of gunicorn's master, workers and runner right after the last answer."""
-    data_dir = make_data_dir()
-    port = free_port()
-    env = service_env(data_dir, f"sqlite:///{data_dir}/soca.db", SOCA_PORT=str(port), SOCA_WORKERS="2",
-                      SOCA_ACCESS_LOG="")
-    flask_cli(env, "db", "upgrade")
-    key = flask_cli(env, "user", "create", "dora").strip().splitlines()[-1]
-    base = f"http://127.0.0.1:{port}"
+    env, base = prepared_service(SOCA_WORKERS="2")
+    key = create_user(env, "dora")
     server = start_gunicorn(env, base)
     headers = {"X-SOCA-USER": "dora", "X-SOCA-TOKEN": key}
     script = encode("#!/bin/sh\n#PBS -N durable\necho kept\n")
@@ -165,10 +159,7 @@ def test_acknowledged_jobs_survive_killing_the_whole_service(tmp_path):
                                   timeout=10).json()
             assert answer["success"] is True
             acknowledged.append(answer["message"])
-    children = subprocess.run(["pgrep", "-P", str(server.pid)], capture_output=True, text=True).stdout.split()
-    for pid in [server.pid, *map(int, children)]:
-        os.kill(pid, signal.SIGKILL)
-    server.wait(timeout=10)
+    kill_service(server)
     server = start_gunicorn(env, base)  # a new runner recovers and runs what was queued
     try:
         deadline = time.time() + 30

@@ -297,20 +297,14 @@ def test_seed_curl_steps_over_gunicorn_with_its_reconciler():
     HTTP; the listing turns F with no GET, from the one reconciler's snapshot."""
     import requests
 
-    from tests.conftest import make_data_dir, service_env
-    from tests.live import flask_cli, free_port, start_gunicorn
+    from tests.live import create_user, prepared_service, start_gunicorn
 
     require_openpbs()
     require(os.geteuid() == 0, "A root test run (jobs run as their POSIX users only under a root service)")
     ensure_posix(OTHER)
-    data_dir = make_data_dir()
-    port = free_port()
-    env = service_env(data_dir, f"sqlite:///{data_dir}/soca.db", SOCA_PORT=str(port), SOCA_WORKERS="2",
-                      SOCA_SCHEDULER="pbs", SOCA_PBS_BIN=PBS_BIN, SOCA_SCHEDULER_CACHE_SECONDS="1",
-                      SOCA_ACCESS_LOG="")
-    flask_cli(env, "db", "upgrade")
-    key = flask_cli(env, "user", "create", OTHER).strip().splitlines()[-1]
-    base = f"http://127.0.0.1:{port}"
+    env, base = prepared_service(SOCA_WORKERS="2", SOCA_SCHEDULER="pbs", SOCA_PBS_BIN=PBS_BIN,
+                                 SOCA_SCHEDULER_CACHE_SECONDS="1")
+    key = create_user(env, OTHER)
     server = start_gunicorn(env, base)
     try:
         headers = {"X-SOCA-USER": OTHER, "X-SOCA-TOKEN": key}

@@ -11,8 +11,7 @@ import sys
 import pytest
 import requests
 
-from tests.conftest import make_data_dir, service_env
-from tests.live import flask_cli, free_port, start_gunicorn
+from tests.live import create_user, flask_cli, prepared_service, start_gunicorn
 
 SCHEMATHESIS = os.path.join(os.path.dirname(sys.executable), "schemathesis")
 CHECKS = ("not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance,"
@@ -22,19 +21,11 @@ EXAMPLES_PER_OPERATION = "30"  # with the coverage phase: about 1,700 requests p
 
 @pytest.fixture(scope="module")
 def live_api():
-    data_dir = make_data_dir()
-    port = free_port()
     # Missing and wrong credentials are part of what is generated: they must not lock
     # the test users out, so the failure limit is out of reach for this server.
-    env = service_env(data_dir, f"sqlite:///{data_dir}/soca.db", SOCA_PORT=str(port), SOCA_ACCESS_LOG="",
-                      SOCA_AUTH_FAILURE_LIMIT="1000000 per minute")
-    flask_cli(env, "db", "upgrade")
-    accounts = {
-        "fuzzuser": flask_cli(env, "user", "create", "fuzzuser").strip().splitlines()[-1],
-        "fuzzadmin": flask_cli(env, "user", "create", "fuzzadmin").strip().splitlines()[-1],
-    }
+    env, base = prepared_service(SOCA_AUTH_FAILURE_LIMIT="1000000 per minute")
+    accounts = {name: create_user(env, name) for name in ("fuzzuser", "fuzzadmin")}
     flask_cli(env, "user", "grant-admin", "fuzzadmin")
-    base = f"http://127.0.0.1:{port}"
     server = start_gunicorn(env, base)
     yield {"base": base, "accounts": accounts}
     server.terminate()
