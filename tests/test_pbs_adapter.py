@@ -20,18 +20,17 @@ import time
 
 import pytest
 
-from soca_api.pbs.request import JobRequest
 from soca_api.pbs.script import parse_script
-from soca_api.schedulers.base import (
+from soca_api.schedulers.errors import (
     JobNotFound,
     JobRejected,
     PermissionDenied,
     SchedulerError,
     SchedulerTimeout,
     SchedulerUnavailable,
-    SubmitContext,
 )
 from soca_api.schedulers.pbs import JOB_GONE, SUBMIT_REJECTED, PbsAdapter, script_file_name
+from soca_api.schedulers.values import JobRequest, SubmitContext
 from tests.fakepbs.fakepbs import FakePbs, load_fixture
 
 SEED = """#!/bin/bash

@@ -10,8 +10,6 @@ from pathlib import Path
 
 import pytest
 
-from soca_api.pbs.request import ArraySpec, Dependency, JobRequest
-from soca_api.schedulers.base import JobInfo
 from soca_api.schedulers.slurm import (
     TranslationError,
     array_parent,
@@ -27,6 +25,7 @@ from soca_api.schedulers.slurm import (
     slurm_job_id,
     slurm_time,
 )
+from soca_api.schedulers.values import ArraySpec, Dependency, JobInfo, JobRequest
 
 FIXTURES = Path(__file__).parent / "fixtures" / "slurm"
 
@@ -555,7 +554,7 @@ def test_scontrol_and_squeue_agree(utc):
 
 @pytest.mark.parametrize("text", ["not json", "[]", json.dumps({"jobs": None})])
 def test_squeue_json_garbage(text):
-    from soca_api.schedulers.base import SchedulerError
+    from soca_api.schedulers.errors import SchedulerError
 
     with pytest.raises(SchedulerError):
         job_infos_from_squeue_json(text)
@@ -587,10 +586,10 @@ def _result(stderr: str, returncode: int = 1, stdout: str = ""):
     ],
 )
 def test_outage_messages(stderr, error):
-    from soca_api.schedulers import base
+    from soca_api.schedulers import errors
     from soca_api.schedulers.slurm import _raise_for_outage
 
-    with pytest.raises(getattr(base, error)) as caught:
+    with pytest.raises(getattr(errors, error)) as caught:
         _raise_for_outage(_result(stderr))
     assert caught.value.detail == stderr
 
@@ -620,10 +619,10 @@ def test_refusal_messages_are_not_outages():
     ],
 )
 def test_job_command_errors(stderr, error):
-    from soca_api.schedulers import base
+    from soca_api.schedulers import errors
     from soca_api.schedulers.slurm import SlurmAdapter
 
-    with pytest.raises(getattr(base, error)):
+    with pytest.raises(getattr(errors, error)):
         SlurmAdapter._raise_for_job_error(_result(stderr, returncode=0), "Unable to change the job")
 
 

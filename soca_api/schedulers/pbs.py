@@ -25,18 +25,17 @@ from soca_api.pbs.qstat import (
     parse_qstat_text,
     short_job_id,
 )
-from soca_api.pbs.request import JobRequest
+from soca_api.schedulers.values import JobRequest
 from soca_api.schedulers import jobfiles
-from soca_api.schedulers.base import (
-    JobInfo,
+from soca_api.schedulers.base import SchedulerAdapter
+from soca_api.schedulers.errors import (
     JobNotFound,
     JobRejected,
     PermissionDenied,
-    SchedulerAdapter,
     SchedulerError,
     SchedulerUnavailable,
-    SubmitContext,
 )
+from soca_api.schedulers.values import JobInfo, SubmitContext
 from soca_api.schedulers.commands import SAFE_PATH, CommandResult, RunAs, clean_environment, run_command
 from soca_api.schedulers.snapshot import BackgroundSnapshot, SingleFlight
 from soca_api.validation import JOB_ID

@@ -27,22 +27,24 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
-from soca_api.pbs.request import JobRequest
+from soca_api.schedulers.values import JobRequest
 from soca_api.schedulers import jobfiles
-from soca_api.schedulers.base import (
+from soca_api.schedulers.base import SchedulerAdapter
+from soca_api.schedulers.errors import (
+    JobNotFound,
+    JobRejected,
+    PermissionDenied,
+    SchedulerError,
+    SchedulerTimeout,
+    SchedulerUnavailable,
+)
+from soca_api.schedulers.values import (
     EXIT_ABORTED_ON_RESTART,
     EXIT_KILLED_BY_SIGNAL_BASE,
     EXIT_WALLTIME,
     SUBSTATE_DELETED,
     SUBSTATES,
     JobInfo,
-    JobNotFound,
-    JobRejected,
-    PermissionDenied,
-    SchedulerAdapter,
-    SchedulerError,
-    SchedulerTimeout,
-    SchedulerUnavailable,
     SubmitContext,
 )
 from soca_api.schedulers.commands import (
