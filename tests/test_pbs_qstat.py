@@ -10,7 +10,7 @@ from datetime import datetime
 
 import pytest
 
-from soca_api.pbs.qstat import (
+from soca_api.schedulers.pbs.qstat import (
     QstatParseError,
     job_info_from_attributes,
     parse_pbs_time,
