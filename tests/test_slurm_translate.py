@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from soca_api.schedulers.slurm import (
+from soca_api.schedulers.slurm.adapter import (
     TranslationError,
     array_parent,
     group_arrays,
@@ -587,7 +587,7 @@ def _result(stderr: str, returncode: int = 1, stdout: str = ""):
 )
 def test_outage_messages(stderr, error):
     from soca_api.schedulers import errors
-    from soca_api.schedulers.slurm import _raise_for_outage
+    from soca_api.schedulers.slurm.adapter import _raise_for_outage
 
     with pytest.raises(getattr(errors, error)) as caught:
         _raise_for_outage(_result(stderr))
@@ -595,7 +595,7 @@ def test_outage_messages(stderr, error):
 
 
 def test_refusal_messages_are_not_outages():
-    from soca_api.schedulers.slurm import _first_error_line, _raise_for_outage
+    from soca_api.schedulers.slurm.adapter import _first_error_line, _raise_for_outage
 
     stderr = ("sbatch: error: invalid partition specified: nosuch\n"
               "sbatch: error: Batch job submission failed: Invalid partition name specified\n")
@@ -620,13 +620,13 @@ def test_refusal_messages_are_not_outages():
 )
 def test_job_command_errors(stderr, error):
     from soca_api.schedulers import errors
-    from soca_api.schedulers.slurm import SlurmAdapter
+    from soca_api.schedulers.slurm.adapter import SlurmAdapter
 
     with pytest.raises(getattr(errors, error)):
         SlurmAdapter._raise_for_job_error(_result(stderr, returncode=0), "Unable to change the job")
 
 
 def test_scancel_success_is_quiet():
-    from soca_api.schedulers.slurm import SlurmAdapter
+    from soca_api.schedulers.slurm.adapter import SlurmAdapter
 
     SlurmAdapter._raise_for_job_error(_result("scancel: Terminating job 14_3\n", returncode=0), "x")
