@@ -10,21 +10,17 @@ from pathlib import Path
 
 import pytest
 
-from soca_api.schedulers.slurm.adapter import (
-    TranslationError,
-    array_parent,
-    group_arrays,
+from soca_api.schedulers.slurm.arrays import array_parent, group_arrays
+from soca_api.schedulers.slurm.ids import pbs_job_id, slurm_job_id
+from soca_api.schedulers.slurm.parsers import (
     job_info_from_scontrol,
     job_infos_from_squeue_json,
     parse_scontrol_job,
     parse_scontrol_jobs,
     pbs_exit_status,
-    pbs_job_id,
     pbs_state,
-    sbatch_arguments,
-    slurm_job_id,
-    slurm_time,
 )
+from soca_api.schedulers.slurm.translate import TranslationError, sbatch_arguments, slurm_time
 from soca_api.schedulers.values import ArraySpec, Dependency, JobInfo, JobRequest
 
 FIXTURES = Path(__file__).parent / "fixtures" / "slurm"
