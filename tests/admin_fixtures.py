@@ -90,7 +90,7 @@ class FakeAdapter:
     fail: bool = False
 
     def queues(self) -> list[str]:
-        from soca_api.schedulers.base import SchedulerUnavailable
+        from soca_api.schedulers.errors import SchedulerUnavailable
 
         if self.fail:
             raise SchedulerUnavailable("Scheduler command not found: qstat")

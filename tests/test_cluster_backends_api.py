@@ -276,7 +276,7 @@ def listed_state(client, account, job_id: str, states: str, timeout: float = 60.
 
 
 def scontrol_fields(job_id: str) -> dict[str, str]:
-    from soca_api.schedulers.slurm import parse_scontrol_job
+    from soca_api.schedulers.slurm.parsers import parse_scontrol_job
 
     out = subprocess.run(["scontrol", "show", "job", job_id], capture_output=True, text=True, timeout=10).stdout
     return parse_scontrol_job(out)

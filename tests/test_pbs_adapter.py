@@ -20,18 +20,19 @@ import time
 
 import pytest
 
-from soca_api.pbs.request import JobRequest
 from soca_api.pbs.script import parse_script
-from soca_api.schedulers.base import (
+from soca_api.schedulers.errors import (
     JobNotFound,
     JobRejected,
     PermissionDenied,
     SchedulerError,
     SchedulerTimeout,
     SchedulerUnavailable,
-    SubmitContext,
 )
-from soca_api.schedulers.pbs import JOB_GONE, SUBMIT_REJECTED, PbsAdapter, script_file_name
+from soca_api.schedulers.pbs import PbsAdapter
+from soca_api.schedulers.pbs.adapter import JOB_GONE, SUBMIT_REJECTED
+from soca_api.schedulers.pbs.translate import script_file_name
+from soca_api.schedulers.values import JobRequest, SubmitContext
 from tests.fakepbs.fakepbs import FakePbs, load_fixture
 
 SEED = """#!/bin/bash
@@ -597,7 +598,7 @@ def test_bad_dialect():
 
 
 def test_queue_and_defaults_the_script_does_not_set_go_on_the_command_line():
-    from soca_api.schedulers.pbs import added_options
+    from soca_api.schedulers.pbs.translate import added_options
 
     request = parse_script("#!/bin/sh\n#PBS -l ncpus=2\ntrue\n")
     request.queue = "normal"

@@ -15,9 +15,9 @@ import uuid
 
 import pytest
 
-from soca_api.pbs.request import JobRequest
-from soca_api.schedulers.base import JobNotFound, JobRejected, SubmitContext
+from soca_api.schedulers.errors import JobNotFound, JobRejected
 from soca_api.schedulers.pbs import PbsAdapter
+from soca_api.schedulers.values import JobRequest, SubmitContext
 from tests.helpers import wait_for_adapter_state
 from tests.services import require_slurm
 

@@ -10,7 +10,7 @@ from datetime import datetime
 
 import pytest
 
-from soca_api.pbs.qstat import (
+from soca_api.schedulers.pbs.qstat import (
     QstatParseError,
     job_info_from_attributes,
     parse_pbs_time,
@@ -20,7 +20,7 @@ from soca_api.pbs.qstat import (
     parse_variable_list,
     strip_host,
 )
-from soca_api.schedulers.base import ACTIVE_STATES
+from soca_api.schedulers.values import ACTIVE_STATES
 from tests.fakepbs.fakepbs import FIXTURES_DIR, load_fixture
 
 KNOWN_STATES = ACTIVE_STATES | {"F", "X", "M"}

@@ -6,7 +6,6 @@ from datetime import datetime
 
 import pytest
 
-from soca_api.pbs.request import ArraySpec, Dependency, Directive, JobRequest
 from soca_api.pbs.script import (
     ScriptError,
     ScriptTooLarge,
@@ -16,6 +15,7 @@ from soca_api.pbs.script import (
     parse_script,
     resource_list,
 )
+from soca_api.schedulers.values import ArraySpec, Dependency, Directive, JobRequest
 
 # The seed document's script and its base64, exactly as printed there.
 SEED_SCRIPT = """#!/bin/bash

@@ -10,23 +10,18 @@ from pathlib import Path
 
 import pytest
 
-from soca_api.pbs.request import ArraySpec, Dependency, JobRequest
-from soca_api.schedulers.base import JobInfo
-from soca_api.schedulers.slurm import (
-    TranslationError,
-    array_parent,
-    group_arrays,
+from soca_api.schedulers.slurm.arrays import array_parent, group_arrays
+from soca_api.schedulers.slurm.ids import pbs_job_id, slurm_job_id
+from soca_api.schedulers.slurm.parsers import (
     job_info_from_scontrol,
     job_infos_from_squeue_json,
     parse_scontrol_job,
     parse_scontrol_jobs,
     pbs_exit_status,
-    pbs_job_id,
     pbs_state,
-    sbatch_arguments,
-    slurm_job_id,
-    slurm_time,
 )
+from soca_api.schedulers.slurm.translate import TranslationError, sbatch_arguments, slurm_time
+from soca_api.schedulers.values import ArraySpec, Dependency, JobInfo, JobRequest
 
 FIXTURES = Path(__file__).parent / "fixtures" / "slurm"
 
@@ -555,7 +550,7 @@ def test_scontrol_and_squeue_agree(utc):
 
 @pytest.mark.parametrize("text", ["not json", "[]", json.dumps({"jobs": None})])
 def test_squeue_json_garbage(text):
-    from soca_api.schedulers.base import SchedulerError
+    from soca_api.schedulers.errors import SchedulerError
 
     with pytest.raises(SchedulerError):
         job_infos_from_squeue_json(text)
@@ -587,16 +582,16 @@ def _result(stderr: str, returncode: int = 1, stdout: str = ""):
     ],
 )
 def test_outage_messages(stderr, error):
-    from soca_api.schedulers import base
-    from soca_api.schedulers.slurm import _raise_for_outage
+    from soca_api.schedulers import errors
+    from soca_api.schedulers.slurm.adapter import _raise_for_outage
 
-    with pytest.raises(getattr(base, error)) as caught:
+    with pytest.raises(getattr(errors, error)) as caught:
         _raise_for_outage(_result(stderr))
     assert caught.value.detail == stderr
 
 
 def test_refusal_messages_are_not_outages():
-    from soca_api.schedulers.slurm import _first_error_line, _raise_for_outage
+    from soca_api.schedulers.slurm.adapter import _first_error_line, _raise_for_outage
 
     stderr = ("sbatch: error: invalid partition specified: nosuch\n"
               "sbatch: error: Batch job submission failed: Invalid partition name specified\n")
@@ -620,14 +615,14 @@ def test_refusal_messages_are_not_outages():
     ],
 )
 def test_job_command_errors(stderr, error):
-    from soca_api.schedulers import base
-    from soca_api.schedulers.slurm import SlurmAdapter
+    from soca_api.schedulers import errors
+    from soca_api.schedulers.slurm.adapter import SlurmAdapter
 
-    with pytest.raises(getattr(base, error)):
+    with pytest.raises(getattr(errors, error)):
         SlurmAdapter._raise_for_job_error(_result(stderr, returncode=0), "Unable to change the job")
 
 
 def test_scancel_success_is_quiet():
-    from soca_api.schedulers.slurm import SlurmAdapter
+    from soca_api.schedulers.slurm.adapter import SlurmAdapter
 
     SlurmAdapter._raise_for_job_error(_result("scancel: Terminating job 14_3\n", returncode=0), "x")

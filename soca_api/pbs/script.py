@@ -17,7 +17,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from soca_api.pbs.request import ArraySpec, Dependency, Directive, JobRequest
+from soca_api.schedulers.values import ArraySpec, Dependency, Directive, JobRequest
 from soca_api.validation import QUEUE_NAME
 
 __all__ = [

@@ -1,126 +1,16 @@
-"""The scheduler adapter interface and the one job-info value every backend returns.
+"""The scheduler adapter interface.
 
 Modelled on Open OnDemand's ood_core adapters: a small interface (submit, info,
 info_all, delete, hold, release, queues) and every scheduler's answer normalised into
-`JobInfo`. Adapters know nothing of HTTP; they raise the `SchedulerError` family and
-the API maps those to status codes.
+`JobInfo` (schedulers/values.py). Adapters know nothing of HTTP; they raise the
+`SchedulerError` family (schedulers/errors.py) and the API maps those to status codes.
 """
 from __future__ import annotations
 
 import abc
-from dataclasses import dataclass, field
-from datetime import datetime
 
-from soca_api.pbs.request import JobRequest
-
-# PBS job states (pbs-facts.md) are the letters every backend reports in.
-ACTIVE_STATES = frozenset({"Q", "H", "W", "T", "R", "S", "U", "E", "B"})
-
-# PBS substates, as a real OpenPBS reports them with each state.
-SUBSTATES = {"Q": 10, "H": 20, "W": 30, "R": 42, "E": 50, "B": 42, "F": 92}
-SUBSTATE_DELETED = 91
-
-# PBS-style Exit_status values (pbs-facts.md).
-EXIT_KILLED_BY_SIGNAL_BASE = 256
-EXIT_WALLTIME = -29
-EXIT_ABORTED_ON_RESTART = -4  # JOB_EXEC_INITABT: non-rerunable job lost with its executor
-
-
-class SchedulerError(Exception):
-    """Base of every adapter failure. `message` is safe to show to the client."""
-
-    status = 502
-
-    def __init__(self, message: str, detail: str | None = None):
-        super().__init__(message)
-        self.message = message
-        self.detail = detail  # the scheduler's own words (e.g. qsub stderr), safe to show
-
-
-class JobRejected(SchedulerError):
-    """The scheduler refused the job (unknown queue or resource, limits, bad dependency)."""
-
-    status = 400
-
-
-class JobNotFound(SchedulerError):
-    """Unknown, purged or deleted job."""
-
-    status = 404
-
-
-class PermissionDenied(SchedulerError):
-    status = 403
-
-
-class SchedulerUnavailable(SchedulerError):
-    """Server down or command missing."""
-
-    status = 503
-
-
-class SchedulerTimeout(SchedulerError):
-    status = 504
-
-
-@dataclass
-class JobInfo:
-    """One job as any backend reports it, in PBS terms."""
-
-    id: str  # the id the API shows, without server suffix: "12", "12[]", "12[3]"
-    name: str
-    owner: str  # user name
-    state: str  # PBS letter, see above
-    queue: str
-    submit_host: str = ""
-    server: str = ""
-    substate: int | None = None
-    created: datetime | None = None  # ctime
-    queued: datetime | None = None  # qtime
-    modified: datetime | None = None  # mtime
-    eligible: datetime | None = None  # etime
-    started: datetime | None = None  # stime
-    finished: datetime | None = None  # obittime
-    exit_status: int | None = None
-    output_path: str | None = None  # absolute path on the execution host
-    error_path: str | None = None
-    join: str = "n"
-    hold_types: str = "n"
-    keep_files: str = "n"
-    mail_points: str = "a"
-    mail_users: str | None = None
-    priority: int = 0
-    rerunable: bool = True
-    resource_list: dict[str, object] = field(default_factory=dict)
-    resources_used: dict[str, object] = field(default_factory=dict)
-    variables: dict[str, str] = field(default_factory=dict)
-    project: str = "_pbs_project_default"
-    account: str | None = None
-    comment: str | None = None
-    exec_host: str | None = None
-    ncpus: int = 1
-    nodes: int = 1
-    array_indices: str | None = None  # "1-10" on an array parent
-    depend: str | None = None
-    workdir: str | None = None
-    native: dict[str, object] = field(default_factory=dict)  # the scheduler's raw record
-
-    @property
-    def is_finished(self) -> bool:
-        return self.state in ("F", "C", "X")
-
-
-@dataclass(frozen=True)
-class SubmitContext:
-    """Who submits and where the job's files live; built by the job service."""
-
-    user: str
-    job_dir: str  # absolute; the job's working directory
-    record_id: int | None = None  # the service's own Job row for this submission
-    run_as_uid: int | None = None  # set when the service is root and the POSIX user exists
-    run_as_gid: int | None = None
-    run_as_groups: tuple[int, ...] = ()
-    home: str | None = None
+from soca_api.schedulers.errors import JobNotFound, SchedulerError
+from soca_api.schedulers.values import JobInfo, JobRequest, SubmitContext
 
 
 class SchedulerAdapter(abc.ABC):

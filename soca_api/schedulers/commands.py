@@ -9,7 +9,7 @@ import os
 import subprocess
 from dataclasses import dataclass
 
-from soca_api.schedulers.base import SchedulerTimeout, SchedulerUnavailable
+from soca_api.schedulers.errors import SchedulerTimeout, SchedulerUnavailable
 
 # What a child process may inherit. Everything else (database URL, secrets, tokens) stays out.
 SAFE_PATH = "/usr/local/bin:/usr/bin:/bin"

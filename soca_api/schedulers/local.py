@@ -15,17 +15,17 @@ import sqlalchemy as sa
 
 from soca_api.extensions import db
 from soca_api.models import Job, Queue, utcnow
-from soca_api.pbs.request import JobRequest
-from soca_api.schedulers.base import (
+from soca_api.schedulers.base import SchedulerAdapter
+from soca_api.schedulers.errors import JobNotFound
+from soca_api.schedulers.records import record_info
+from soca_api.schedulers.values import (
     EXIT_KILLED_BY_SIGNAL_BASE,
     SUBSTATE_DELETED,
     SUBSTATES,
     JobInfo,
-    JobNotFound,
-    SchedulerAdapter,
+    JobRequest,
     SubmitContext,
 )
-from soca_api.schedulers.records import record_info
 
 BACKEND = "local"
 SIGTERM = 15

@@ -32,8 +32,9 @@ from sqlalchemy.exc import IntegrityError
 
 from soca_api.extensions import db
 from soca_api.models import Job, SchedulerLease, utcnow
-from soca_api.schedulers.base import ACTIVE_STATES, SUBSTATE_DELETED, SUBSTATES, JobInfo, SchedulerError
+from soca_api.schedulers.errors import SchedulerError
 from soca_api.schedulers.records import info_to_record
+from soca_api.schedulers.values import ACTIVE_STATES, SUBSTATE_DELETED, SUBSTATES, JobInfo
 
 log = logging.getLogger("soca_api.reconciler")
 

@@ -10,7 +10,7 @@ import socket
 from datetime import datetime, timezone
 
 from soca_api.models import Job, utcnow
-from soca_api.schedulers.base import JobInfo
+from soca_api.schedulers.values import JobInfo
 
 _HOST = socket.gethostname()
 

@@ -26,15 +26,15 @@ import sqlalchemy as sa
 
 from soca_api.extensions import db
 from soca_api.models import Job, utcnow
-from soca_api.schedulers.base import (
+from soca_api.schedulers import jobfiles, sandbox
+from soca_api.schedulers.commands import SAFE_PATH, RunAs
+from soca_api.schedulers.local import BACKEND, blocked_path, heartbeat_path, wake_path
+from soca_api.schedulers.values import (
     EXIT_ABORTED_ON_RESTART,
     EXIT_KILLED_BY_SIGNAL_BASE,
     EXIT_WALLTIME,
     SUBSTATES,
 )
-from soca_api.schedulers import jobfiles, sandbox
-from soca_api.schedulers.commands import RunAs, SAFE_PATH
-from soca_api.schedulers.local import BACKEND, blocked_path, heartbeat_path, wake_path
 from soca_api.services import identity
 
 log = logging.getLogger("soca_api.runner")

@@ -12,8 +12,8 @@ import os
 import shutil
 import stat
 
-from soca_api.schedulers.base import SchedulerError
 from soca_api.schedulers.commands import run_command
+from soca_api.schedulers.errors import SchedulerError
 
 SANDBOX_MODES = ("on", "off")
 # What a job sees of the system, read-only. Anything else (/home, /root, /var, /srv, /mnt,

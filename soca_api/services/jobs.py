@@ -20,18 +20,12 @@ from soca_api.errors import JOB_GONE, ApiError
 from soca_api.extensions import db
 from soca_api.models import Job, User, utcnow
 from soca_api.pbs import script as pbs_script
-from soca_api.pbs.request import JobRequest
 from soca_api.schedulers import get_adapter
-from soca_api.schedulers.base import (
-    ACTIVE_STATES,
-    JobInfo,
-    JobNotFound,
-    SchedulerError,
-    SubmitContext,
-)
 from soca_api.schedulers import jobfiles
+from soca_api.schedulers.errors import JobNotFound, SchedulerError
 from soca_api.schedulers.reconciler import apply_info, snapshot_is_current, subjob_row
 from soca_api.schedulers.records import record_info
+from soca_api.schedulers.values import ACTIVE_STATES, JobInfo, JobRequest, SubmitContext
 from soca_api.services import audit, identity, idempotency, queue_rules
 from soca_api.services.qstat_view import qstat_attributes
 from soca_api.validation import (

@@ -17,7 +17,7 @@ import dataclasses
 from soca_api.errors import ApiError
 from soca_api.models import User
 from soca_api.pbs import script as pbs_script
-from soca_api.pbs.request import JobRequest
+from soca_api.schedulers.values import JobRequest
 from soca_api.services import audit, queues
 from soca_api.services.queues import EVERYONE, Rules, type_matches
 

@@ -41,8 +41,8 @@ from soca_api.extensions import db
 from soca_api.models import Job, Queue
 from soca_api.pbs import script as pbs_script
 from soca_api.schedulers import get_adapter
-from soca_api.schedulers.base import SchedulerError
 from soca_api.schedulers.commands import SAFE_PATH, clean_environment, run_command
+from soca_api.schedulers.errors import SchedulerError
 from soca_api.validation import GROUP_NAME, INSTANCE_TYPE, QUEUE_NAME, USER_NAME
 
 EVERYONE = "*"

@@ -15,7 +15,7 @@ import json
 import re
 from datetime import datetime
 
-from soca_api.schedulers.base import JobInfo
+from soca_api.schedulers.values import JobInfo
 
 PBS_TIME_FORMAT = "%a %b %d %H:%M:%S %Y"
 

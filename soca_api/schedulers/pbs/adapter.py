@@ -10,13 +10,23 @@ user, pbs-facts.md).
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import threading
 import time
 from dataclasses import dataclass, field
 
-from soca_api.pbs.qstat import (
+from soca_api.schedulers import jobfiles
+from soca_api.schedulers.base import SchedulerAdapter
+from soca_api.schedulers.commands import SAFE_PATH, CommandResult, RunAs, clean_environment, run_command
+from soca_api.schedulers.errors import (
+    JobNotFound,
+    JobRejected,
+    PermissionDenied,
+    SchedulerError,
+    SchedulerUnavailable,
+)
+from soca_api.schedulers.pbs.ids import api_short_id, is_subjob, parse_qsub_output
+from soca_api.schedulers.pbs.qstat import (
     QstatParseError,
     job_info_from_attributes,
     owner_of,
@@ -25,21 +35,9 @@ from soca_api.pbs.qstat import (
     parse_qstat_text,
     short_job_id,
 )
-from soca_api.pbs.request import JobRequest
-from soca_api.schedulers import jobfiles
-from soca_api.schedulers.base import (
-    JobInfo,
-    JobNotFound,
-    JobRejected,
-    PermissionDenied,
-    SchedulerAdapter,
-    SchedulerError,
-    SchedulerUnavailable,
-    SubmitContext,
-)
-from soca_api.schedulers.commands import SAFE_PATH, CommandResult, RunAs, clean_environment, run_command
+from soca_api.schedulers.pbs.translate import added_options, script_file_name
 from soca_api.schedulers.snapshot import BackgroundSnapshot, SingleFlight
-from soca_api.validation import JOB_ID
+from soca_api.schedulers.values import JobInfo, JobRequest, SubmitContext
 
 DIALECTS = ("auto", "json", "text")
 
@@ -77,8 +75,7 @@ UNAVAILABLE_TEXT = (
 NOT_FOUND_TEXT = ("unknown job id", "job has finished", "invalid job id", "already completing or completed")
 DENIED_TEXT = ("unauthorized request", "access/permission denied", "permission denied")
 
-_QSUB_ID = re.compile(r"^(?P<id>\d+(?:\[\d*\])?)(?:\.[A-Za-z0-9_.-]+)?$")
-_UNSAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
+
 
 
 @dataclass
@@ -107,10 +104,6 @@ class _Lookup:
 
     def fresh(self, now: float) -> bool:
         return now - self.taken_at < self.ttl
-
-
-def _is_subjob(short_id: str) -> bool:
-    return "[" in short_id and not short_id.endswith("[]")
 
 
 class PbsAdapter(SchedulerAdapter):
@@ -211,7 +204,7 @@ class PbsAdapter(SchedulerAdapter):
 
     # -- read -------------------------------------------------------------------------
     def info(self, job_id: str) -> JobInfo:
-        short_id = _short_id(job_id)
+        short_id = api_short_id(job_id)
         found = self._snapshot.get().find(short_id)
         if found is None:
             found = self._lookup(short_id)
@@ -220,7 +213,7 @@ class PbsAdapter(SchedulerAdapter):
     def query(self, job_id: str) -> JobInfo | None:
         """One job asked for directly (shared by concurrent callers, remembered briefly)."""
         try:
-            found = self._lookup(_short_id(job_id))
+            found = self._lookup(api_short_id(job_id))
         except JobNotFound:
             return None
         return job_info_from_attributes(*found)
@@ -229,7 +222,7 @@ class PbsAdapter(SchedulerAdapter):
         """Plain jobs and array parents, like qstat without -t."""
         jobs = self._snapshot.get().jobs
         return [job_info_from_attributes(full_id, attrs) for full_id, attrs in jobs.items()
-                if not _is_subjob(short_job_id(full_id)) and (owner is None or owner_of(attrs) == owner)]
+                if not is_subjob(short_job_id(full_id)) and (owner is None or owner_of(attrs) == owner)]
 
     def _lookup(self, short_id: str) -> tuple[str, dict]:
         """A job absent from the snapshot: one direct query (shared by concurrent
@@ -292,7 +285,7 @@ class PbsAdapter(SchedulerAdapter):
         self._job_command("qrls", job_id)
 
     def _job_command(self, name: str, job_id: str) -> None:
-        result = self._run(name, [_short_id(job_id)])
+        result = self._run(name, [api_short_id(job_id)])
         if not result.ok:
             if name == "qdel" and not result.stdout.strip() and not result.stderr.strip():
                 # Slurm's wrapper: a finished or unknown job is a silent exit 1.
@@ -344,52 +337,10 @@ class PbsAdapter(SchedulerAdapter):
         result = self._run("qsub", [*options, script_name], cwd=job_dir, run_as=run_as)
         if not result.ok:
             raise _qsub_error(result)
-        return _parse_qsub_output(result.stdout)
+        return parse_qsub_output(result.stdout)
 
 
 # -- helpers --------------------------------------------------------------------------------
-
-def added_options(request: JobRequest, openpbs: bool = False) -> list[str]:
-    """qsub options for what the service decided beyond the script's own directives.
-
-    The script goes to qsub as written; the queue the rules were checked against (when the
-    script names none), the job name, direct write of the output files and the queue's
-    default resources travel on the command line, which PBS lets override directives.
-    """
-    options: list[str] = []
-    given = {d.option for d in request.directives}
-    if request.queue and "-q" not in given:
-        options += ["-q", request.queue]
-    if openpbs and "-N" not in given:
-        # The name the service records (STDIN, as PBS names a job read from stdin), not
-        # the script file's: the default output is <name>.o<number>.
-        options += ["-N", request.name]
-    if openpbs and "-k" not in given:
-        # Direct write: stdout/stderr go straight to their final paths while the job
-        # runs, so /job/output can follow a running job (README: what a site needs).
-        options += ["-k", "doe"]
-    written = set()
-    for directive in request.directives:
-        if directive.option == "-l" and directive.value:
-            written |= {part.split("=", 1)[0] for part in directive.value.split(",")}
-    for name, value in request.resources.items():
-        if name not in written:
-            options += ["-l", f"{name}={value}"]
-    return options
-
-
-def _short_id(job_id: str) -> str:
-    """Validate an API job id ("123", "123.srv", "123[]", "123[4].srv") and drop the server."""
-    if not isinstance(job_id, str) or not JOB_ID.fullmatch(job_id):
-        raise ValueError("invalid job id")
-    return short_job_id(job_id)
-
-
-def script_file_name(job_name: str) -> str:
-    """A file name from the job name: only `[A-Za-z0-9._-]`, never hidden, never empty."""
-    safe = _UNSAFE_NAME.sub("_", job_name or "").lstrip(".-")[:64]
-    return (safe or "job") + ".sh"
-
 
 def _run_as(context: SubmitContext) -> RunAs | None:
     if context.run_as_uid is None:
@@ -401,16 +352,6 @@ def _run_as(context: SubmitContext) -> RunAs | None:
 
 def _gid(context: SubmitContext) -> int:
     return context.run_as_gid if context.run_as_gid is not None else context.run_as_uid  # type: ignore[return-value]
-
-
-def _parse_qsub_output(stdout: str) -> str:
-    """`11313.server` -> "11313", `1234[].server` -> "1234[]", Slurm's bare `23` -> "23"."""
-    lines = [line.strip() for line in stdout.splitlines() if line.strip()]
-    match = _QSUB_ID.fullmatch(lines[-1]) if lines else None
-    if match is None:
-        # Never echo what qsub printed: it may repeat the script or the environment.
-        raise SchedulerError("The scheduler accepted no job: qsub printed no job id")
-    return match.group("id")
 
 
 def _first_line(result: CommandResult) -> str:
