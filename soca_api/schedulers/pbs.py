@@ -14,7 +14,7 @@ import re
 import shutil
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from soca_api.pbs.qstat import (
     QstatParseError,
@@ -26,8 +26,9 @@ from soca_api.pbs.qstat import (
     short_job_id,
 )
 from soca_api.pbs.request import JobRequest
-from soca_api.schedulers import jobfiles
+from soca_api.schedulers import jobfiles, pbs_queues
 from soca_api.schedulers.base import (
+    Capabilities,
     JobInfo,
     JobNotFound,
     JobRejected,
@@ -115,6 +116,9 @@ def _is_subjob(short_id: str) -> bool:
 
 class PbsAdapter(SchedulerAdapter):
     name = "pbs"
+    # Jobs run as real accounts known on every node. PBS's queues are its own; the API
+    # creates and deletes them too only where the site asks for it (manage_queues).
+    capabilities = Capabilities(needs_posix_account=True)
 
     def __init__(self, bin_dir: str = "", timeout: float = 10.0, dialect: str = "auto",
                  cache_seconds: float = 2.0):
@@ -345,6 +349,21 @@ class PbsAdapter(SchedulerAdapter):
         if not result.ok:
             raise _qsub_error(result)
         return _parse_qsub_output(result.stdout)
+
+    # -- queue management (SOCA_PBS_MANAGE_QUEUES) ------------------------------------
+    def manage_queues(self, enabled: bool = True) -> None:
+        """Whether creating and deleting a queue through the API also does so in PBS (qmgr)."""
+        self.capabilities = replace(self.capabilities, manages_queues=enabled)
+
+    def apply_queue(self, name: str) -> None:
+        if self.capabilities.manages_queues:
+            pbs_queues.create_queue(self._run, name, self.known_queues())
+            self._queues = (float("-inf"), [])  # the next listing asks PBS again
+
+    def remove_queue(self, name: str) -> None:
+        if self.capabilities.manages_queues:
+            pbs_queues.delete_queue(self._run, name, self.known_queues())
+            self._queues = (float("-inf"), [])
 
 
 # -- helpers --------------------------------------------------------------------------------
