@@ -11,6 +11,7 @@ the owner, the script and the final state beside what the scheduler reports.
 """
 from soca_api.services.jobs.output import read_output
 from soca_api.services.jobs.reads import (
+    MAX_PAGE,
     delete,
     final_attributes,
     get_attributes,
@@ -21,5 +22,5 @@ from soca_api.services.jobs.reads import (
 from soca_api.services.jobs.records import clean_job_id, find_record
 from soca_api.services.jobs.submission import submit
 
-__all__ = ["clean_job_id", "delete", "final_attributes", "find_record", "get_attributes", "hold_or_release",
+__all__ = ["MAX_PAGE", "clean_job_id", "delete", "final_attributes", "find_record", "get_attributes", "hold_or_release",
            "job_info", "list_jobs", "read_output", "submit"]
