@@ -2,6 +2,7 @@
 queues and the audit log."""
 from __future__ import annotations
 
+import os
 import random
 from datetime import UTC, datetime, timedelta
 from functools import cached_property
@@ -519,6 +520,21 @@ def test_pbs_managed_queues_run_qmgr(app, client, admin, monkeypatch, tmp_path):
         ["-c", f"set queue {name} enabled=True,started=True"],
         ["-c", f"delete queue {name}"],
     ]
+
+
+def test_pbs_queues_are_left_alone_unless_managed(app, client, admin, monkeypatch, tmp_path):
+    log = fake_qmgr(str(tmp_path / "bin"))
+    adapter = fake_adapter("pbs", [], bin_dir=str(tmp_path / "bin"))
+    monkeypatch.setitem(app.extensions, "soca_scheduler", adapter)
+    name = queue_name()
+    assert client.post("/api/scheduler/queue", headers=admin.headers, data={"name": name}).status_code == 200
+    assert client.delete("/api/scheduler/queue", headers=admin.headers, data={"name": name}).status_code == 200
+    assert not os.path.exists(log)
+
+    from soca_api.schedulers import make_adapter
+    for managed in (False, True):
+        config = {**app.config, "SOCA_SCHEDULER": "pbs", "SOCA_PBS_MANAGE_QUEUES": managed}
+        assert make_adapter(config).capabilities.manages_queues is managed
 
 
 def test_pbs_qmgr_refusal_creates_nothing(app, client, admin, monkeypatch, tmp_path):
