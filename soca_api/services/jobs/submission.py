@@ -20,7 +20,7 @@ from soca_api.pbs.request import JobRequest
 from soca_api.schedulers import get_adapter, jobfiles
 from soca_api.schedulers.base import SchedulerAdapter, SchedulerError, SubmitContext
 from soca_api.schedulers.job_accounts import JobIdentity
-from soca_api.services import audit, identity, idempotency, queue_rules
+from soca_api.services import audit, idempotency, identity, queue_rules
 from soca_api.services.jobs.records import PENDING_STATE, find_record
 from soca_api.validation import strip_server_suffix
 
