@@ -1,6 +1,8 @@
 """Starting one local job: its script and node file in the spool, its environment, its
 output files opened as its account, and its process (sandboxed when the service is not
-root). The runner (runner.py) decides when; this module only does it.
+root). The runner (runner.py) decides when; this module only does it, in the runner's
+process: it briefly takes the job account's identity (seteuid, process-wide) to open the
+output files, which is why the runner stays single-threaded.
 """
 from __future__ import annotations
 
@@ -160,7 +162,6 @@ class JobLauncher:
             if run_as is not None and os.geteuid() == 0:
                 os.fchown(handle.fileno(), run_as.uid, run_as.gid)
             os.fchmod(handle.fileno(), mode)
-
 
 
 class JobStartError(Exception):
