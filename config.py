@@ -149,7 +149,7 @@ def from_env() -> dict[str, object]:
         "SOCA_LOCAL_POLL_SECONDS": _env_float("LOCAL_POLL_SECONDS", 0.05),
         # Seconds between SIGTERM and SIGKILL when a job is deleted or over its walltime.
         "SOCA_LOCAL_KILL_DELAY": _env_float("LOCAL_KILL_DELAY", 5.0),
-        # Who a job runs as (soca_api.services.identity): a POSIX account is used only from
+        # Who a job runs as (soca_api.schedulers.job_accounts): a POSIX account is used only from
         # this uid up and never when listed as denied; API users without one get a
         # dedicated uid from the range (root service) or are refused.
         "SOCA_MIN_JOB_UID": _env_int("MIN_JOB_UID", login_defs_uid_min()),

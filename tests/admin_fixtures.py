@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 
 from soca_api.models import Job
 from tests.conftest import build_stack, make_data_dir, unique_name
@@ -81,20 +80,27 @@ def audit_events(app, **filters) -> list:
         return events
 
 
-@dataclass
-class FakeAdapter:
-    """Stands in for the PBS or Slurm adapter where only its name and queues matter."""
+def fake_adapter(backend: str, names: list[str] | None = None, *, fail: bool = False,
+                 manage_queues: bool = False, **settings: object):
+    """The real PBS or Slurm adapter, its queues answered from `names` (a list the test may
+    change) or failing as an unreachable scheduler: what it does with a queue is its own."""
+    from soca_api.schedulers.errors import SchedulerUnavailable
+    from soca_api.schedulers.pbs import PbsAdapter
+    from soca_api.schedulers.slurm import SlurmAdapter
 
-    name: str
-    names: list[str] = field(default_factory=list)
-    fail: bool = False
+    real = {"pbs": PbsAdapter, "slurm": SlurmAdapter}[backend]
 
-    def queues(self) -> list[str]:
-        from soca_api.schedulers.errors import SchedulerUnavailable
+    class FakeAdapter(real):
+        def queues(self) -> list[str]:
+            if fail:
+                raise SchedulerUnavailable("Scheduler command not found: qstat")
+            return list(self.names)
 
-        if self.fail:
-            raise SchedulerUnavailable("Scheduler command not found: qstat")
-        return list(self.names)
+    adapter = FakeAdapter(**settings)
+    adapter.names = names if names is not None else []
+    if manage_queues:
+        adapter.manage_queues()
+    return adapter
 
 
 def fake_qmgr(directory: str, *, exit_code: int = 0, stderr: str = "") -> str:

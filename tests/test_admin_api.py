@@ -2,6 +2,7 @@
 queues and the audit log."""
 from __future__ import annotations
 
+import os
 import random
 from datetime import UTC, datetime, timedelta
 from functools import cached_property
@@ -10,9 +11,9 @@ import pytest
 
 from soca_api.services import accounts
 from tests.admin_fixtures import (
-    FakeAdapter,
     add_job,
     audit_events,
+    fake_adapter,
     fake_qmgr,
     fresh_app,
     group_name,
@@ -481,7 +482,7 @@ def test_finished_jobs_do_not_block_deletion(app, client, admin, make_user):
 
 def test_slurm_queue_needs_a_partition(app, client, admin, monkeypatch):
     name = queue_name()
-    monkeypatch.setitem(app.extensions, "soca_scheduler", FakeAdapter("slurm", ["batch", name]))
+    monkeypatch.setitem(app.extensions, "soca_scheduler", fake_adapter("slurm", ["batch", name]))
     assert client.post("/api/scheduler/queue", headers=admin.headers, data={"name": name}).status_code == 200
     other = queue_name()
     response = client.post("/api/scheduler/queue", headers=admin.headers, data={"name": other})
@@ -491,13 +492,13 @@ def test_slurm_queue_needs_a_partition(app, client, admin, monkeypatch):
 
 def test_queue_listing_on_a_scheduler_is_the_intersection(app, client, user, monkeypatch):
     name = make_queue(app)
-    monkeypatch.setitem(app.extensions, "soca_scheduler", FakeAdapter("pbs", ["normal", "workq"]))
+    monkeypatch.setitem(app.extensions, "soca_scheduler", fake_adapter("pbs", ["normal", "workq"]))
     body = client.get("/api/scheduler/queues", headers=user.headers).json
     assert "normal" in body["message"] and name not in body["message"] and "workq" not in body["message"]
     assert {"name": name, "enabled": True, "scheduler": False} in body["queues"]
     assert {"name": "normal", "enabled": True, "scheduler": True} in body["queues"]
 
-    monkeypatch.setitem(app.extensions, "soca_scheduler", FakeAdapter("pbs", fail=True))
+    monkeypatch.setitem(app.extensions, "soca_scheduler", fake_adapter("pbs", fail=True))
     body = client.get("/api/scheduler/queues", headers=user.headers).json
     assert body["success"] is True and name in body["message"]  # cannot ask: recorded queues
     assert {"name": name, "enabled": True, "scheduler": None} in body["queues"]
@@ -506,10 +507,8 @@ def test_queue_listing_on_a_scheduler_is_the_intersection(app, client, user, mon
 def test_pbs_managed_queues_run_qmgr(app, client, admin, monkeypatch, tmp_path):
     log = fake_qmgr(str(tmp_path / "bin"))
     name = queue_name()
-    adapter = FakeAdapter("pbs", ["normal"])
+    adapter = fake_adapter("pbs", ["normal"], manage_queues=True, bin_dir=str(tmp_path / "bin"))
     monkeypatch.setitem(app.extensions, "soca_scheduler", adapter)
-    monkeypatch.setitem(app.config, "SOCA_PBS_MANAGE_QUEUES", True)
-    monkeypatch.setitem(app.config, "SOCA_PBS_BIN", str(tmp_path / "bin"))
 
     assert client.post("/api/scheduler/queue", headers=admin.headers, data={"name": name}).status_code == 200
     adapter.names.append(name)  # PBS has it now
@@ -523,11 +522,25 @@ def test_pbs_managed_queues_run_qmgr(app, client, admin, monkeypatch, tmp_path):
     ]
 
 
+def test_pbs_queues_are_left_alone_unless_managed(app, client, admin, monkeypatch, tmp_path):
+    log = fake_qmgr(str(tmp_path / "bin"))
+    adapter = fake_adapter("pbs", [], bin_dir=str(tmp_path / "bin"))
+    monkeypatch.setitem(app.extensions, "soca_scheduler", adapter)
+    name = queue_name()
+    assert client.post("/api/scheduler/queue", headers=admin.headers, data={"name": name}).status_code == 200
+    assert client.delete("/api/scheduler/queue", headers=admin.headers, data={"name": name}).status_code == 200
+    assert not os.path.exists(log)
+
+    from soca_api.schedulers import make_adapter
+    for managed in (False, True):
+        config = {**app.config, "SOCA_SCHEDULER": "pbs", "SOCA_PBS_MANAGE_QUEUES": managed}
+        assert make_adapter(config).capabilities.manages_queues is managed
+
+
 def test_pbs_qmgr_refusal_creates_nothing(app, client, admin, monkeypatch, tmp_path):
     fake_qmgr(str(tmp_path / "bin"), exit_code=1, stderr="qmgr obj=x svr=default: Unauthorized Request")
-    monkeypatch.setitem(app.extensions, "soca_scheduler", FakeAdapter("pbs", []))
-    monkeypatch.setitem(app.config, "SOCA_PBS_MANAGE_QUEUES", True)
-    monkeypatch.setitem(app.config, "SOCA_PBS_BIN", str(tmp_path / "bin"))
+    adapter = fake_adapter("pbs", [], manage_queues=True, bin_dir=str(tmp_path / "bin"))
+    monkeypatch.setitem(app.extensions, "soca_scheduler", adapter)
     name = queue_name()
     response = client.post("/api/scheduler/queue", headers=admin.headers, data={"name": name})
     assert response.status_code == 502

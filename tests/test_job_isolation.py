@@ -119,14 +119,17 @@ def test_refuse_policy_and_cluster_backends_answer_403(app, client, make_user):
     finally:
         app.config["SOCA_UNMAPPED_JOB_USERS"] = "dedicated"
     assert response.status_code == 403 and "no POSIX account" in response.json["message"]
+    from soca_api.schedulers import job_accounts
+    from soca_api.schedulers.pbs import PbsAdapter
+    from soca_api.schedulers.slurm import SlurmAdapter
     from soca_api.services import identity
     with app.app_context():
-        with pytest.raises(identity.IdentityRefused, match="pbs scheduler"):
-            identity.resolve(account.name, backend="pbs")
-        with pytest.raises(identity.IdentityRefused):
-            identity.resolve("games", backend="slurm")
-        assert identity.eligible_account("root", 0, []) is None
-        assert identity.eligible_account("socajobs", 1000, ["socajobs"]) is None
+        with pytest.raises(job_accounts.IdentityRefused, match="pbs scheduler"):
+            identity.resolve(account.name, PbsAdapter())
+        with pytest.raises(job_accounts.IdentityRefused):
+            identity.resolve("games", SlurmAdapter())
+        assert job_accounts.eligible_account("root", 0, []) is None
+        assert job_accounts.eligible_account("socajobs", 1000, ["socajobs"]) is None
 
 
 @as_root

@@ -19,8 +19,10 @@ def make_adapter(config) -> SchedulerAdapter:
     if backend == "pbs":
         from soca_api.schedulers.pbs import PbsAdapter
 
-        return PbsAdapter(bin_dir=config["SOCA_PBS_BIN"], timeout=timeout,
-                          dialect=config["SOCA_PBS_DIALECT"], cache_seconds=cache)
+        adapter = PbsAdapter(bin_dir=config["SOCA_PBS_BIN"], timeout=timeout,
+                             dialect=config["SOCA_PBS_DIALECT"], cache_seconds=cache)
+        adapter.manage_queues(bool(config["SOCA_PBS_MANAGE_QUEUES"]))
+        return adapter
     if backend == "slurm":
         from soca_api.schedulers.slurm import SlurmAdapter
 

@@ -41,3 +41,9 @@ class SchedulerUnavailable(SchedulerError):
 
 class SchedulerTimeout(SchedulerError):
     status = 504
+
+
+class QueueRejected(SchedulerError):
+    """The scheduler cannot serve a queue of that name (e.g. Slurm has no such partition)."""
+
+    status = 400

@@ -26,9 +26,7 @@ Giving a rule an empty value clears it.
 """
 from __future__ import annotations
 
-import os
 import re
-import shutil
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
@@ -41,7 +39,6 @@ from soca_api.extensions import db
 from soca_api.models import Job, Queue
 from soca_api.pbs import script as pbs_script
 from soca_api.schedulers import get_adapter
-from soca_api.schedulers.commands import SAFE_PATH, clean_environment, run_command
 from soca_api.schedulers.errors import SchedulerError
 from soca_api.validation import GROUP_NAME, INSTANCE_TYPE, QUEUE_NAME, USER_NAME
 
@@ -379,55 +376,24 @@ def delete_queue(name: str) -> None:
 
 
 # -- the scheduler's side ------------------------------------------------------------------
-def _scheduler_queues() -> list[str]:
-    try:
-        return get_adapter().queues()
-    except SchedulerError as exc:
-        raise ApiError(503, f"Cannot list the scheduler's queues: {exc.message}") from None
-
-
 def _scheduler_create(name: str) -> None:
-    backend = get_adapter().name
-    if backend == "slurm":
-        # The service does not administer Slurm: a queue is an existing partition.
-        if name not in _scheduler_queues():
-            raise ApiError(400, f"Slurm has no partition {name}: create the partition first (slurm.conf)")
-    elif backend == "pbs" and current_app.config.get("SOCA_PBS_MANAGE_QUEUES"):
-        if name not in _scheduler_queues():  # an existing PBS queue is adopted as it is
-            qmgr(f"create queue {name} queue_type=execution")
-        qmgr(f"set queue {name} enabled=True,started=True")
+    """The adapter readies its side of the queue (PBS with qmgr when it manages queues;
+    Slurm only checks the partition exists), or says why it cannot."""
+    try:
+        get_adapter().apply_queue(name)
+    except SchedulerError as exc:
+        raise _scheduler_refusal(exc) from None
 
 
 def _scheduler_delete(name: str) -> None:
-    managed = get_adapter().name == "pbs" and current_app.config.get("SOCA_PBS_MANAGE_QUEUES")
-    if managed and name in _scheduler_queues():  # a queue PBS no longer has is just forgotten
-        qmgr(f"delete queue {name}")
-
-
-def _pbs_command(name: str) -> str:
-    bin_dir = current_app.config.get("SOCA_PBS_BIN") or ""
-    if bin_dir:
-        return os.path.join(bin_dir, name)
-    found = shutil.which(name)
-    if found is None:
-        raise ApiError(503, f"Scheduler command not found: {name}")
-    return found
-
-
-def qmgr(command: str) -> None:
-    """Run one `qmgr -c COMMAND` (argument list, no shell; names validated by the caller)."""
-    binary = _pbs_command("qmgr")
     try:
-        result = run_command(
-            [binary, "-c", command],
-            timeout=float(current_app.config["SOCA_SCHEDULER_TIMEOUT"]),
-            env=clean_environment(path=os.path.dirname(binary) + ":" + SAFE_PATH),
-        )
+        get_adapter().remove_queue(name)
     except SchedulerError as exc:
-        raise ApiError(exc.status, exc.message) from None
-    if not result.ok:
-        stderr = "\n".join(result.stderr.strip().splitlines()[:5])[:1000]
-        raise ApiError(502, f"qmgr refused: {command}", extra={"stderr": stderr} if stderr else None)
+        raise _scheduler_refusal(exc) from None
+
+
+def _scheduler_refusal(exc: SchedulerError) -> ApiError:
+    return ApiError(exc.status, exc.message, extra={"stderr": exc.detail} if exc.detail else None)
 
 
 # -- the list every user sees --------------------------------------------------------------
@@ -440,7 +406,7 @@ def queue_listing() -> tuple[list[str], list[dict[str, object]]]:
     rows = list_queues()
     adapter = get_adapter()
     known: set[str] | None
-    if adapter.name == "local":
+    if adapter.capabilities.rows_are_queue:
         known = {queue.name for queue in rows}
     else:
         try:

@@ -13,10 +13,10 @@ import os
 import shutil
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from soca_api.schedulers import jobfiles
-from soca_api.schedulers.base import SchedulerAdapter
+from soca_api.schedulers.base import Capabilities, SchedulerAdapter
 from soca_api.schedulers.commands import SAFE_PATH, CommandResult, RunAs, clean_environment, run_command
 from soca_api.schedulers.errors import (
     JobNotFound,
@@ -35,6 +35,7 @@ from soca_api.schedulers.pbs.qstat import (
     parse_qstat_text,
     short_job_id,
 )
+from soca_api.schedulers.pbs import qmgr
 from soca_api.schedulers.pbs.translate import added_options, script_file_name
 from soca_api.schedulers.snapshot import BackgroundSnapshot, SingleFlight
 from soca_api.schedulers.values import JobInfo, JobRequest, SubmitContext
@@ -108,6 +109,9 @@ class _Lookup:
 
 class PbsAdapter(SchedulerAdapter):
     name = "pbs"
+    # Jobs run as real accounts known on every node. PBS's queues are its own; the API
+    # creates and deletes them too only where the site asks for it (manage_queues).
+    capabilities = Capabilities(needs_posix_account=True)
 
     def __init__(self, bin_dir: str = "", timeout: float = 10.0, dialect: str = "auto",
                  cache_seconds: float = 2.0):
@@ -338,6 +342,21 @@ class PbsAdapter(SchedulerAdapter):
         if not result.ok:
             raise _qsub_error(result)
         return parse_qsub_output(result.stdout)
+
+    # -- queue management (SOCA_PBS_MANAGE_QUEUES) ------------------------------------
+    def manage_queues(self, enabled: bool = True) -> None:
+        """Whether creating and deleting a queue through the API also does so in PBS (qmgr)."""
+        self.capabilities = replace(self.capabilities, manages_queues=enabled)
+
+    def apply_queue(self, name: str) -> None:
+        if self.capabilities.manages_queues:
+            qmgr.create_queue(self._run, name, self.known_queues())
+            self._queues = (float("-inf"), [])  # the next listing asks PBS again
+
+    def remove_queue(self, name: str) -> None:
+        if self.capabilities.manages_queues:
+            qmgr.delete_queue(self._run, name, self.known_queues())
+            self._queues = (float("-inf"), [])
 
 
 # -- helpers --------------------------------------------------------------------------------

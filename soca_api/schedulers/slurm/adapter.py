@@ -21,11 +21,12 @@ import threading
 import time
 
 from soca_api.schedulers import jobfiles
-from soca_api.schedulers.base import SchedulerAdapter
+from soca_api.schedulers.base import Capabilities, SchedulerAdapter
 from soca_api.schedulers.commands import CommandResult, RunAs, clean_environment, run_command
 from soca_api.schedulers.errors import (
     JobNotFound,
     JobRejected,
+    QueueRejected,
     PermissionDenied,
     SchedulerError,
     SchedulerTimeout,
@@ -115,6 +116,9 @@ class SlurmAdapter(SchedulerAdapter):
     """PBS jobs on Slurm through its command-line tools (no shell, no slurmrestd)."""
 
     name = "slurm"
+    # Jobs run as real accounts known on every node; a queue is an existing partition
+    # (the service does not administer Slurm: apply_queue only checks it exists).
+    capabilities = Capabilities(needs_posix_account=True)
 
     def __init__(self, bin_dir: str = "", timeout: float = 10.0,
                  instance_type_mode: str = "constraint", cache_seconds: float = 2.0):
@@ -335,3 +339,8 @@ class SlurmAdapter(SchedulerAdapter):
         with self._queues_lock:
             self._queues = (time.monotonic(), names)
         return True, "ok"
+
+    def apply_queue(self, name: str) -> None:
+        """A queue is an existing partition: the service does not administer Slurm."""
+        if name not in self.known_queues():
+            raise QueueRejected(f"Slurm has no partition {name}: create the partition first (slurm.conf)")

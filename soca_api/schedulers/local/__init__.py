@@ -1,7 +1,7 @@
 """The embedded local scheduler: jobs queue in the database, one runner executes them.
 
 This adapter is the API's side: it queues, reads, deletes, holds and releases job rows.
-The runner (`soca_api.schedulers.runner`) is the only place that starts or kills
+The runner (`soca_api.schedulers.local.runner`) is the only place that starts or kills
 processes; the two meet only through the database, with conditional UPDATEs so that a
 row is never claimed twice.
 """
@@ -15,7 +15,7 @@ import sqlalchemy as sa
 
 from soca_api.extensions import db
 from soca_api.models import Job, Queue, utcnow
-from soca_api.schedulers.base import SchedulerAdapter
+from soca_api.schedulers.base import Capabilities, SchedulerAdapter
 from soca_api.schedulers.errors import JobNotFound
 from soca_api.schedulers.records import record_info
 from soca_api.schedulers.values import (
@@ -43,6 +43,9 @@ def subjob_path(path: str | None, index: int) -> str | None:
 
 class LocalAdapter(SchedulerAdapter):
     name = BACKEND
+    # The job rows are the queue and the queue rows the queues; a user without a POSIX
+    # account of its own gets a dedicated uid on this host.
+    capabilities = Capabilities(rows_are_queue=True)
 
     def __init__(self, data_dir: str, heartbeat_seconds: float = 10.0):
         self.data_dir = data_dir
@@ -141,6 +144,9 @@ class LocalAdapter(SchedulerAdapter):
     def queues(self) -> list[str]:
         names = list(db.session.execute(sa.select(Queue.name).order_by(Queue.name)).scalars())
         return names
+
+    def rows_committed(self) -> None:
+        self.wake_runner()
 
     def wake_runner(self) -> None:
         """Tell the runner (same host) that the queue changed, so it need not poll the database."""

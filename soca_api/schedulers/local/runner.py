@@ -26,16 +26,14 @@ import sqlalchemy as sa
 
 from soca_api.extensions import db
 from soca_api.models import Job, utcnow
-from soca_api.schedulers import jobfiles, sandbox
-from soca_api.schedulers.commands import SAFE_PATH, RunAs
-from soca_api.schedulers.local import BACKEND, blocked_path, heartbeat_path, wake_path
+from soca_api.schedulers.local import BACKEND, blocked_path, heartbeat_path, sandbox, wake_path
+from soca_api.schedulers.local.launch import JobLauncher, start_failure
 from soca_api.schedulers.values import (
     EXIT_ABORTED_ON_RESTART,
     EXIT_KILLED_BY_SIGNAL_BASE,
     EXIT_WALLTIME,
     SUBSTATES,
 )
-from soca_api.services import identity
 
 log = logging.getLogger("soca_api.runner")
 
@@ -95,6 +93,8 @@ class Runner:
         self.blocked: str | None = None
         self._last_check = 0.0
         self.check_seconds = 10.0
+        self.launcher = JobLauncher(data_dir=self.data_dir, spool=self.spool, host=self.host,
+                                    use_sandbox=self.use_sandbox, hidden_paths=self.hidden_paths)
 
     # -- life cycle -------------------------------------------------------------------
     def acquire_lock(self, wait: bool = True) -> bool:
@@ -431,155 +431,14 @@ class Runner:
         return True
 
     def launch(self, job: Job) -> RunningJob:
-        ident = identity.resolve(job.owner, self.data_dir, allocate=False)
-        run_as = ident.run_as
-        script_path = os.path.join(self.spool, f"{job.id}.SC")
-        nodes_path = os.path.join(self.spool, f"{job.id}.nodes")
-        self._write_private(script_path, job.script, 0o500, run_as)
-        self._write_private(nodes_path, "".join(f"{self.host}\n" for _ in range(job.ncpus)), 0o400, run_as)
-        env = self.job_environment(job, run_as, nodes_path)
-        if self.use_sandbox:
-            env["HOME"] = env["PBS_O_HOME"] = job.job_dir  # the only folder the job sees
-        with self._identity(run_as):
-            stdout_fd = self._open_output(job, ident, job.output_path)
-            try:
-                stderr_fd = (stdout_fd if job.error_path == job.output_path
-                             else self._open_output(job, ident, job.error_path))
-            except BaseException:
-                os.close(stdout_fd)
-                raise
-        args = self.command(job, script_path)
-        if self.use_sandbox:
-            args = sandbox.bwrap_command(args, job_dir=job.job_dir, read_only_files=[script_path, nodes_path],
-                                         hidden=self.hidden_paths())
-        kwargs: dict[str, object] = {}
-        if run_as is not None:
-            kwargs.update(user=run_as.uid, group=run_as.gid, extra_groups=list(run_as.groups))
-        try:
-            process = subprocess.Popen(
-                args, cwd=job.job_dir, env=env, stdin=subprocess.DEVNULL, stdout=stdout_fd, stderr=stderr_fd,
-                start_new_session=True, close_fds=True, **kwargs)
-        except OSError as exc:
-            raise JobStartError(f"cannot run {args[0]} in {job.job_dir}: {exc.strerror or exc}") from exc
-        finally:
-            os.close(stdout_fd)
-            if stderr_fd != stdout_fd:
-                os.close(stderr_fd)
+        process, files = self.launcher.launch(job)
         return RunningJob(job.id, job.scheduler_id, process, job.ncpus, time.monotonic(), job.walltime_seconds,
-                          files=[script_path, nodes_path])
-
-    @staticmethod
-    def command(job: Job, script_path: str) -> list[str]:
-        shell = (job.request or {}).get("shell")
-        if shell:
-            return [shell, script_path]
-        if job.script.startswith("#!"):
-            return [script_path]  # the kernel honours the script's own interpreter line
-        return ["/bin/sh", script_path]
-
-    def job_environment(self, job: Job, run_as: RunAs | None, nodes_path: str) -> dict[str, str]:
-        """What PBS gives a job, plus its -v variables; never the service's own environment."""
-        request = job.request or {}
-        home = run_as.home if run_as is not None else (request.get("home") or job.job_dir)
-        user = run_as.user if run_as is not None and run_as.user == job.owner else job.owner
-        env = {
-            "PATH": SAFE_PATH,
-            "HOME": home,
-            "USER": user,
-            "LOGNAME": user,
-            "SHELL": request.get("shell") or "/bin/sh",
-            "LANG": "C.UTF-8",
-            "TMPDIR": "/tmp",
-            "PBS_ENVIRONMENT": "PBS_BATCH",
-            "PBS_JOBID": job.scheduler_id,
-            "PBS_JOBNAME": job.name,
-            "PBS_JOBDIR": job.job_dir,
-            "PBS_QUEUE": job.queue,
-            "PBS_O_QUEUE": job.queue,
-            "PBS_O_WORKDIR": job.job_dir,
-            "PBS_O_LOGNAME": job.owner,
-            "PBS_O_HOME": home,
-            "PBS_O_HOST": self.host,
-            "PBS_O_PATH": SAFE_PATH,
-            "PBS_O_SHELL": request.get("shell") or "/bin/sh",
-            "PBS_O_SYSTEM": "Linux",
-            "PBS_NODEFILE": nodes_path,
-            "PBS_TASKNUM": "1",
-            "NCPUS": str(job.ncpus),
-            "OMP_NUM_THREADS": str(job.ncpus),
-        }
-        if job.parent_id is not None and job.array_index is not None:
-            env["PBS_ARRAY_INDEX"] = str(job.array_index)
-            env["PBS_ARRAY_ID"] = job.scheduler_id.split("[", 1)[0] + "[]"
-        if request.get("project"):
-            env["PBS_O_PROJECT"] = str(request["project"])
-        env.update({str(k): str(v) for k, v in (request.get("variables") or {}).items()})
-        return env
-
-    # -- identity and files -----------------------------------------------------------
-    @contextlib.contextmanager
-    def _identity(self, run_as: RunAs | None):
-        if run_as is None or os.geteuid() != 0:
-            yield
-            return
-        saved_groups = os.getgroups()
-        os.setgroups(list(run_as.groups))
-        os.setegid(run_as.gid)
-        os.seteuid(run_as.uid)
-        try:
-            yield
-        finally:
-            os.seteuid(0)
-            os.setegid(0)
-            os.setgroups(saved_groups)
-
-    @staticmethod
-    def _open_output(job: Job, ident: identity.JobIdentity, path: str) -> int:
-        """The job's stdout/stderr, opened as its account. Inside the job folder no link is
-        followed at any step: the job itself may have planted one there on an earlier run."""
-        flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
-        try:
-            if ident.confined or path.startswith(job.job_dir.rstrip("/") + "/"):
-                owner_uid = ident.run_as.uid if ident.run_as is not None else None
-                return jobfiles.open_in_job_dir(job.job_dir, path, flags, 0o600, owner_uid=owner_uid)
-            return os.open(path, flags | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
-        except jobfiles.JobFileError as exc:
-            raise JobStartError(f"cannot open {path}: {exc.message}") from exc
-        except OSError as exc:
-            raise JobStartError(f"cannot open {path} as {ident.run_as.user if ident.run_as else 'the service'}: "
-                                f"{exc.strerror or exc}") from exc
-
-    @staticmethod
-    def _write_private(path: str, text: str, mode: int, run_as: RunAs | None) -> None:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(path)
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
-        except OSError as exc:
-            raise JobStartError(f"cannot write {path}: {exc.strerror or exc}") from exc
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
-            if run_as is not None and os.geteuid() == 0:
-                os.fchown(handle.fileno(), run_as.uid, run_as.gid)
-            os.fchmod(handle.fileno(), mode)
+                          files=files)
 
     @staticmethod
     def _kill_group(pgid: int, signum: int) -> None:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(pgid, signum)
-
-
-class JobStartError(Exception):
-    """A job cannot start; the message names the path and why (it becomes the job's comment)."""
-
-
-def start_failure(exc: Exception) -> str:
-    """What the job's comment says when it could not start: which path, and why."""
-    if isinstance(exc, (JobStartError, identity.IdentityRefused, jobfiles.JobFileError)):
-        return str(exc)[:500]
-    if isinstance(exc, OSError) and exc.filename:
-        return f"{exc.filename}: {exc.strerror or type(exc).__name__}"
-    return type(exc).__name__
 
 
 def exit_with_parent() -> None:

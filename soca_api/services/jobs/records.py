@@ -1,0 +1,61 @@
+"""The service's record of a job: finding it, who may see it, how long it stays in view.
+
+Shared by submission, reads and output. Each job row is labelled with the backend that
+runs it (adapter.backend_label): rows of another backend are never found.
+"""
+from __future__ import annotations
+
+from datetime import timedelta
+
+import sqlalchemy as sa
+from flask import current_app
+
+from soca_api.errors import ApiError
+from soca_api.extensions import db
+from soca_api.models import Job, User, utcnow
+from soca_api.schedulers import get_adapter
+from soca_api.schedulers.base import SchedulerAdapter
+from soca_api.schedulers.reconciler import snapshot_is_current
+from soca_api.validation import JOB_ID, is_valid, strip_server_suffix
+
+PENDING_STATE = "T"  # "in transit": recorded, not yet acknowledged by an external scheduler
+
+
+def clean_job_id(job_id: str | None) -> str:
+    """Validate before anything else happens; the API's ids carry no server suffix."""
+    if not job_id:
+        raise ApiError(400, "Client input malformed. job_id (str) parameter is required")
+    if not is_valid(JOB_ID, job_id):
+        raise ApiError(400, "job_id is invalid: it must look like 123, 123[], 123[4] or 123.server")
+    return strip_server_suffix(job_id)
+
+
+_RECORD = sa.select(Job).where(Job.backend == sa.bindparam("backend"), Job.scheduler_id == sa.bindparam("job_id"))
+_LIVE_RECORD = _RECORD.where(Job.deleted_at.is_(None))  # built once: GET is the hottest path
+
+
+def find_record(job_id: str, *, include_deleted: bool = False) -> Job | None:
+    query = _RECORD if include_deleted else _LIVE_RECORD
+    parameters = {"backend": get_adapter().backend_label, "job_id": job_id}
+    return db.session.execute(query, parameters).scalar_one_or_none()
+
+
+def visible(user: User, owner: str) -> bool:
+    return user.is_admin or owner == user.name
+
+
+def history_expired(record: Job) -> bool:
+    seconds = current_app.config["SOCA_JOB_HISTORY_SECONDS"]
+    return record.finished_at is None or utcnow() - record.finished_at >= timedelta(seconds=seconds)
+
+
+def rows_current(adapter: SchedulerAdapter) -> bool:
+    """A reconciler keeps the rows in step with the scheduler: read them, not the scheduler."""
+    return snapshot_is_current(adapter.backend_label, current_app.config["SOCA_SCHEDULER_CACHE_SECONDS"])
+
+
+def array_record(job_id: str) -> Job | None:
+    """The array's record for a subjob id "12[3]": its owner owns the subjobs."""
+    if "[" not in job_id or job_id.endswith("[]"):
+        return None
+    return find_record(job_id.split("[", 1)[0] + "[]")
