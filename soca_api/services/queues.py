@@ -43,6 +43,7 @@ from soca_api.pbs import script as pbs_script
 from soca_api.schedulers import get_adapter
 from soca_api.schedulers.base import SchedulerError
 from soca_api.schedulers.commands import SAFE_PATH, clean_environment, run_command
+from soca_api.services import audit
 from soca_api.validation import GROUP_NAME, INSTANCE_TYPE, QUEUE_NAME, USER_NAME
 
 EVERYONE = "*"
@@ -341,6 +342,11 @@ def queues_using_group(group_name: str) -> list[str]:
             or group_name in (queue.rules or {}).get("excluded_groups", [])]
 
 
+def _settings(queue: Queue, **_: object) -> str:
+    return f"enabled={queue.enabled} rules={queue.rules}"
+
+
+@audit.records(audit.QUEUE_CREATE, target="name", detail=_settings)
 def create_queue(name: str, *, enabled: bool = True, changes: Mapping[str, str] | None = None) -> Queue:
     """Validate, create on the scheduler's side when the service manages it, then record."""
     check_queue_name(name)
@@ -358,6 +364,7 @@ def create_queue(name: str, *, enabled: bool = True, changes: Mapping[str, str] 
     return queue
 
 
+@audit.records(audit.QUEUE_UPDATE, target="name", detail=_settings)
 def update_queue(name: str, *, enabled: bool | None = None, changes: Mapping[str, str] | None = None) -> Queue:
     queue = get_queue_or_404(name)
     rules = updated_rules(queue.rules, changes or {})
@@ -368,6 +375,7 @@ def update_queue(name: str, *, enabled: bool | None = None, changes: Mapping[str
     return queue
 
 
+@audit.records(audit.QUEUE_DELETE, target="name")
 def delete_queue(name: str) -> None:
     queue = get_queue_or_404(name)
     active = active_job_count(name)
