@@ -65,7 +65,6 @@ class UserResource(ApiResource):
         responses:
           200: {description: '{"name", "email", "admin", "active", "groups", "created"}'}
           400: {description: Missing or invalid user}
-          403: {description: Not an admin}
           404: {description: Unknown user}
         """
         return self.ok(accounts.user_view(accounts.get_user_or_404(_user_param(self))))
@@ -84,7 +83,6 @@ class UserResource(ApiResource):
         responses:
           200: {description: Added user}
           400: {description: Missing or invalid field (named in the message)}
-          403: {description: Not an admin}
           409: {description: The user exists}
         """
         name = audit_target(_user_param(self))
@@ -123,7 +121,6 @@ class UsersResource(ApiResource):
         summary: List users (admins)
         responses:
           200: {description: '{name: {"name", "email", "admin", "active", "groups", "created"}}'}
-          403: {description: Not an admin}
         """
         return self.ok({user.name: accounts.user_view(user) for user in accounts.list_users()})
 
@@ -141,7 +138,6 @@ class GroupResource(ApiResource):
         responses:
           200: {description: '{"name", "gid", "members"}'}
           400: {description: Missing or invalid group}
-          403: {description: Not an admin}
           404: {description: Unknown group}
         """
         group = groups.get_group_or_404(_group_param(self))
@@ -160,7 +156,6 @@ class GroupResource(ApiResource):
         responses:
           200: {description: Group created}
           400: {description: Missing or invalid field}
-          403: {description: Not an admin}
           404: {description: A member does not exist}
           409: {description: The group or the gid exists}
         """
@@ -182,7 +177,6 @@ class GroupResource(ApiResource):
         responses:
           200: {description: 'User added to group / User removed from group'}
           400: {description: Missing or invalid field}
-          403: {description: Not an admin}
           404: {description: Unknown group or user}
         """
         name = audit_target(_group_param(self))
@@ -207,7 +201,6 @@ class GroupResource(ApiResource):
         responses:
           200: {description: Group deleted}
           400: {description: Missing or invalid group}
-          403: {description: Not an admin}
           404: {description: Unknown group}
           409: {description: A queue rule names the group}
         """
@@ -224,7 +217,6 @@ class GroupsResource(ApiResource):
         summary: List groups (admins)
         responses:
           200: {description: '{group: {"members": [...], "gid": ...}}'}
-          403: {description: Not an admin}
         """
         return self.ok({group.name: groups.group_view(group) for group in groups.list_groups()})
 
@@ -242,7 +234,6 @@ class SudoResource(ApiResource):
         responses:
           200: {description: '{"user": name, "admin": bool}'}
           400: {description: Missing or invalid user}
-          403: {description: Not an admin}
           404: {description: Unknown user}
         """
         user = accounts.get_user_or_404(_user_param(self))
@@ -259,7 +250,6 @@ class SudoResource(ApiResource):
         responses:
           200: {description: User is now an admin}
           400: {description: Missing or invalid user}
-          403: {description: Not an admin}
           404: {description: Unknown user}
         """
         name = audit_target(_user_param(self))
@@ -278,7 +268,6 @@ class SudoResource(ApiResource):
         responses:
           200: {description: User is no longer an admin}
           400: {description: Missing or invalid user}
-          403: {description: Not an admin}
           404: {description: Unknown user}
           409: {description: The last admin}
         """
@@ -373,7 +362,6 @@ class QueueResource(ApiResource):
         responses:
           200: {description: '{"name", "enabled", "rules": {...}, "created"}'}
           400: {description: Missing or invalid name}
-          403: {description: Not an admin}
           404: {description: Unknown queue}
         """
         return self.ok(queues.describe(queues.get_queue_or_404(_queue_param(self))))
@@ -397,7 +385,6 @@ class QueueResource(ApiResource):
         responses:
           200: {description: Queue created}
           400: {description: 'Missing or invalid field (named), or no such Slurm partition'}
-          403: {description: Not an admin}
           409: {description: The queue exists}
           502: {description: qmgr refused (its stderr in "stderr")}
           503: {description: The scheduler cannot be reached}
@@ -421,7 +408,6 @@ class QueueResource(ApiResource):
         responses:
           200: {description: Queue updated}
           400: {description: Missing or invalid field (named)}
-          403: {description: Not an admin}
           404: {description: Unknown queue}
         """
         name = audit_target(_queue_param(self))
@@ -443,7 +429,6 @@ class QueueResource(ApiResource):
         responses:
           200: {description: Queue deleted}
           400: {description: Missing or invalid name}
-          403: {description: Not an admin}
           404: {description: Unknown queue}
           409: {description: The queue has active jobs}
           502: {description: qmgr refused}

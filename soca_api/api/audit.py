@@ -32,7 +32,6 @@ class AuditResource(ApiResource):
         responses:
           200: {description: '{"events": [{"id", "at", "actor", "action", "target", "success", "detail", "remote_addr"}], "next_before": id or null}'}
           400: {description: Invalid filter (named)}
-          403: {description: Not an admin}
         """
         actor = self.param("user", required=False, pattern=AUDIT_ACTOR)
         action = self.param("action", required=False, pattern=AUDIT_ACTION,

@@ -21,6 +21,9 @@ USER_HEADER = "X-SOCA-USER"
 TOKEN_HEADER = "X-SOCA-TOKEN"
 PASSWORD_HEADER = "X-SOCA-PASSWORD"
 ADMIN_ONLY = "This action requires admin rights"
+# What an admin-only operation documents about its refusal: flasgger merges a method's
+# `specs_dict` under its docstring, so a docstring that words its own 403 wins.
+_ADMIN_ONLY_SPEC = {"responses": {403: {"description": "Not an admin"}}}
 
 
 class EnvelopeApi(Api):
@@ -136,7 +139,8 @@ def _refuse_non_admin(action: str) -> None:
 
 
 def admin_read(action: str) -> Callable:
-    """A lookup for admins: a refusal is audited; a mistyped name is not (it would flood the log)."""
+    """A lookup for admins: a refusal is audited (and documented, 403); a mistyped name is
+    not audited (it would flood the log)."""
 
     def decorate(method: Callable) -> Callable:
         @wraps(method)
@@ -144,14 +148,15 @@ def admin_read(action: str) -> Callable:
             _refuse_non_admin(action)
             return method(self, *args, **kwargs)
 
+        wrapper.specs_dict = _ADMIN_ONLY_SPEC  # type: ignore[attr-defined]
         return wrapper
 
     return decorate
 
 
 def audited(action: str, *, admin: bool = True) -> Callable:
-    """A change: its refusal (when `admin` and the caller is not one), its success and its
-    failure are audited, a bad parameter included. The service the method calls records
+    """A change: its refusal (when `admin` and the caller is not one; documented, 403), its
+    success and its failure are audited, a bad parameter included. The service the method calls records
     into this same change (audit.change joins it); `audit_target` names what is changed as soon
     as it is known."""
 
@@ -164,6 +169,8 @@ def audited(action: str, *, admin: bool = True) -> Callable:
                 g.audit_change = change
                 return method(self, *args, **kwargs)
 
+        if admin:
+            wrapper.specs_dict = _ADMIN_ONLY_SPEC  # type: ignore[attr-defined]
         return wrapper
 
     return decorate

@@ -40,7 +40,8 @@ def get_user_or_404(name: str) -> User:
 @audit.records(audit.USER_CREATE, target="name",
                detail=lambda _created, is_admin, **_: "admin" if is_admin else None)
 def create_user(name: str, *, password: str | None = None, email: str | None = None,
-                is_admin: bool = False, commit: bool = True) -> tuple[User, str]:
+                is_admin: bool = False, commit: bool = True,
+                actor: audit.Actor | None = None) -> tuple[User, str]:
     """Create a user and its first API key; returns (user, key in clear)."""
     if not is_valid(USER_NAME, name):
         raise ApiError(400, f"user must match {USER_NAME.pattern}")
@@ -114,7 +115,7 @@ def _credentials_changed(user: User) -> None:
 
 
 @audit.records(audit.API_KEY_REVOKE, target="user")
-def revoke_keys(user: User, *, commit: bool = True) -> int:
+def revoke_keys(user: User, *, commit: bool = True, actor: audit.Actor | None = None) -> int:
     count = 0
     for record in db.session.execute(
         db.select(ApiKey).where(ApiKey.user_id == user.id, ApiKey.revoked_at.is_(None))
@@ -134,7 +135,7 @@ def _by_admin(user_name: str, actor: audit.Actor) -> bool:
 
 @audit.records(audit.API_KEY_RESET, target="user",
                detail=lambda _key, user, actor, **_: "by admin" if _by_admin(user.name, actor) else None)
-def reset_key(user: User) -> str:
+def reset_key(user: User, *, actor: audit.Actor | None = None) -> str:
     revoke_keys(user, commit=False)
     key = _issue_key(user)
     db.session.commit()
@@ -318,13 +319,13 @@ def _changed(changed: bool, **_: object) -> str | None:
 
 
 @audit.records(audit.USER_GRANT_ADMIN, target="name", detail=_changed)
-def grant_admin(name: str) -> bool:
+def grant_admin(name: str, *, actor: audit.Actor | None = None) -> bool:
     """Returns whether anything changed; rights apply from the user's next request."""
     return _set_admin(get_user_or_404(name), True)
 
 
 @audit.records(audit.USER_REVOKE_ADMIN, target="name", detail=_changed)
-def revoke_admin(name: str) -> bool:
+def revoke_admin(name: str, *, actor: audit.Actor | None = None) -> bool:
     """Returns whether anything changed. The last admin stays one."""
     return _set_admin(get_user_or_404(name), False)
 
@@ -347,7 +348,7 @@ def _password_change(_result: None, name: str, actor: audit.Actor, **_: object) 
 
 
 @audit.records(audit.USER_PASSWORD_RESET, target="name", detail=_password_change)
-def set_password(name: str, password: str) -> None:
+def set_password(name: str, password: str, *, actor: audit.Actor | None = None) -> None:
     """Every web session of the user ends; API keys stay valid."""
     user = get_user_or_404(name)
     problem = security.password_problem(password, user.name)

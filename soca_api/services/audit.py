@@ -15,7 +15,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import datetime
 from functools import wraps
-from typing import Any, TypeVar
+from typing import ParamSpec, TypeVar
 
 import sqlalchemy as sa
 from flask import has_request_context, request
@@ -138,37 +138,38 @@ def change(action: str, actor: Actor | None, target: str | None = None) -> Itera
         record(action, actor=actor.name, target=current.target, detail=actor.detail(current.detail))
 
 
-Operation = TypeVar("Operation", bound=Callable[..., Any])
+Arguments = ParamSpec("Arguments")
+Result = TypeVar("Result")
 
 
 def records(action: str, *, target: str,
-            detail: Callable[..., str | None] | None = None) -> Callable[[Operation], Operation]:
+            detail: Callable[..., str | None] | None = None,
+            ) -> Callable[[Callable[Arguments, Result]], Callable[Arguments, Result]]:
     """Make a service operation audit itself when it is called with `actor=`.
 
-    `target` names the parameter that holds what is changed (a name, or a record with a
-    `.name`). `detail(result, **arguments)` describes a success from the operation's
-    result and its arguments, `actor` among them. An operation that declares an `actor`
-    parameter receives it too.
+    The operation declares `actor: Actor | None = None` (and may use it). `target` names
+    the parameter that holds what is changed (a name, or a record with a `.name`).
+    `detail(result, **arguments)` describes a success from the operation's result and its
+    arguments, `actor` among them.
     """
 
-    def decorate(operation: Operation) -> Operation:
+    def decorate(operation: Callable[Arguments, Result]) -> Callable[Arguments, Result]:
         signature = inspect.signature(operation)
-        takes_actor = "actor" in signature.parameters
+        if "actor" not in signature.parameters or target not in signature.parameters:
+            raise TypeError(f"{operation.__qualname__} must take `actor` and `{target}`")
 
         @wraps(operation)
-        def audited(*args: Any, actor: Actor | None = None, **kwargs: Any) -> Any:
-            if takes_actor:
-                kwargs["actor"] = actor
+        def audited(*args: Arguments.args, **kwargs: Arguments.kwargs) -> Result:
             bound = signature.bind(*args, **kwargs)
             bound.apply_defaults()
             subject = bound.arguments[target]
-            with change(action, actor, getattr(subject, "name", subject)) as current:
+            with change(action, bound.arguments["actor"], getattr(subject, "name", subject)) as current:
                 result = operation(*args, **kwargs)
                 if detail is not None and current.actor is not None:
                     current.detail = detail(result, **{**bound.arguments, "actor": current.actor})
             return result
 
-        return audited  # type: ignore[return-value]
+        return audited
 
     return decorate
 

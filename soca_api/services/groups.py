@@ -40,7 +40,8 @@ def _created(group: Group, **_: object) -> str:
 
 
 @audit.records(audit.GROUP_CREATE, target="name", detail=_created)
-def create_group(name: str, *, gid: int | str | None = None, members: str | list[str] | None = None) -> Group:
+def create_group(name: str, *, gid: int | str | None = None, members: str | list[str] | None = None,
+                 actor: audit.Actor | None = None) -> Group:
     """`gid` and `members` may be given as typed in a form: "" for none, comma-separated names."""
     if isinstance(gid, str):
         if gid and not gid.isdigit():
@@ -74,7 +75,7 @@ def _membership(changed: bool, user_name: str, member: bool, **_: object) -> str
 
 
 @audit.records(audit.GROUP_UPDATE, target="group_name", detail=_membership)
-def set_membership(group_name: str, user_name: str, member: bool) -> bool:
+def set_membership(group_name: str, user_name: str, member: bool, *, actor: audit.Actor | None = None) -> bool:
     """Add or remove; returns whether anything changed."""
     group = get_group_or_404(group_name)
     user = accounts.get_user_or_404(user_name)
@@ -89,7 +90,7 @@ def set_membership(group_name: str, user_name: str, member: bool) -> bool:
 
 
 @audit.records(audit.GROUP_DELETE, target="name")
-def delete_group(name: str) -> None:
+def delete_group(name: str, *, actor: audit.Actor | None = None) -> None:
     group = get_group_or_404(name)
     used_by = queues.queues_using_group(name)
     if used_by:

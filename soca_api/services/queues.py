@@ -347,7 +347,8 @@ def _settings(queue: Queue, **_: object) -> str:
 
 
 @audit.records(audit.QUEUE_CREATE, target="name", detail=_settings)
-def create_queue(name: str, *, enabled: bool = True, changes: Mapping[str, str] | None = None) -> Queue:
+def create_queue(name: str, *, enabled: bool = True, changes: Mapping[str, str] | None = None,
+                 actor: audit.Actor | None = None) -> Queue:
     """Validate, create on the scheduler's side when the service manages it, then record."""
     check_queue_name(name)
     rules = updated_rules({}, changes or {})
@@ -365,7 +366,8 @@ def create_queue(name: str, *, enabled: bool = True, changes: Mapping[str, str] 
 
 
 @audit.records(audit.QUEUE_UPDATE, target="name", detail=_settings)
-def update_queue(name: str, *, enabled: bool | None = None, changes: Mapping[str, str] | None = None) -> Queue:
+def update_queue(name: str, *, enabled: bool | None = None, changes: Mapping[str, str] | None = None,
+                 actor: audit.Actor | None = None) -> Queue:
     queue = get_queue_or_404(name)
     rules = updated_rules(queue.rules, changes or {})
     queue.rules = rules.to_json()  # a new dict: SQLAlchemy does not see in-place changes
@@ -376,7 +378,7 @@ def update_queue(name: str, *, enabled: bool | None = None, changes: Mapping[str
 
 
 @audit.records(audit.QUEUE_DELETE, target="name")
-def delete_queue(name: str) -> None:
+def delete_queue(name: str, *, actor: audit.Actor | None = None) -> None:
     queue = get_queue_or_404(name)
     active = active_job_count(name)
     if active:
