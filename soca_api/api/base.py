@@ -130,7 +130,7 @@ class ApiResource(Resource):
         return envelope(True, message, status, **extra)
 
 
-# -- admin resources: who may act, and the audit of a refusal ---------------------------------
+# -- admin resources: who may act, and the audit of a refusal ------------------------------
 def _refuse_non_admin(action: str) -> None:
     if not g.user.is_admin:
         audit.record(action, actor=g.user.name, success=False,
@@ -156,9 +156,9 @@ def admin_read(action: str) -> Callable:
 
 def audited(action: str, *, admin: bool = True) -> Callable:
     """A change: its refusal (when `admin` and the caller is not one; documented, 403), its
-    success and its failure are audited, a bad parameter included. The service the method calls records
-    into this same change (audit.change joins it); `audit_target` names what is changed as soon
-    as it is known."""
+    success and its failure are audited, a bad parameter included. The service the method
+    calls records into this same change (audit.change joins it); `audit_target` names what
+    is changed as soon as it is known."""
 
     def decorate(method: Callable) -> Callable:
         @wraps(method)

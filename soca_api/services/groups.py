@@ -75,7 +75,8 @@ def _membership(changed: bool, user_name: str, member: bool, **_: object) -> str
 
 
 @audit.records(audit.GROUP_UPDATE, target="group_name", detail=_membership)
-def set_membership(group_name: str, user_name: str, member: bool, *, actor: audit.Actor | None = None) -> bool:
+def set_membership(group_name: str, user_name: str, member: bool, *,
+                   actor: audit.Actor | None = None) -> bool:
     """Add or remove; returns whether anything changed."""
     group = get_group_or_404(group_name)
     user = accounts.get_user_or_404(user_name)
