@@ -140,9 +140,9 @@ def test_set_password_reads_stdin_and_ends_sessions(app, cli, make_user):
 
 
 def test_last_admin_stays(isolated_app):
-    from soca_api import cli_admin
+    from soca_api import cli
 
-    cli_admin.init_app(isolated_app)
+    cli.init_app(isolated_app)
     runner = isolated_app.test_cli_runner()
     only = new_account(isolated_app, admin=True)
     result = runner.invoke(args=["user", "revoke-admin", only.name])

@@ -4,6 +4,7 @@ from __future__ import annotations
 from flask import Blueprint
 
 from soca_api.api import admin, jobs
+from soca_api.api.audit import AuditResource
 from soca_api.api.base import EnvelopeApi
 from soca_api.api.health import HealthResource
 from soca_api.api.keys import ApiKeyResource
@@ -29,4 +30,4 @@ api.add_resource(admin.GroupResource, "/ldap/group")
 api.add_resource(admin.GroupsResource, "/ldap/groups")
 api.add_resource(admin.SudoResource, "/ldap/sudo")
 api.add_resource(admin.ResetPasswordResource, "/user/reset_password")
-api.add_resource(admin.AuditResource, "/audit")
+api.add_resource(AuditResource, "/audit")

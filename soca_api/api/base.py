@@ -1,11 +1,14 @@
 """The base of every API resource: authentication, parameters, auditing, the envelope.
 
-Resources stay thin: they read parameters, call a service, and answer in the envelope.
+Resources stay thin: they read parameters, call a service (which writes the audit rows
+of its changes, given `actor=self.actor`), and answer in the envelope.
 """
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from functools import wraps
+from typing import Any
 
 from flask import g, request
 from flask_restful import Api, Resource
@@ -17,6 +20,10 @@ from soca_api.services import accounts, audit
 USER_HEADER = "X-SOCA-USER"
 TOKEN_HEADER = "X-SOCA-TOKEN"
 PASSWORD_HEADER = "X-SOCA-PASSWORD"
+ADMIN_ONLY = "This action requires admin rights"
+# What an admin-only operation documents about its refusal: flasgger merges a method's
+# `specs_dict` under its docstring, so a docstring that words its own 403 wins.
+_ADMIN_ONLY_SPEC = {"responses": {403: {"description": "Not an admin"}}}
 
 
 class EnvelopeApi(Api):
@@ -95,9 +102,13 @@ class ApiResource(Resource):
     def user(self):
         return g.user
 
+    @property
+    def actor(self) -> audit.Actor:
+        return audit.Actor(g.user.name)
+
     def require_admin(self) -> None:
         if not g.user.is_admin:
-            raise ApiError(403, "This action requires admin rights")
+            raise ApiError(403, ADMIN_ONLY)
 
     @staticmethod
     def param(name: str, *, required: bool = True, pattern: re.Pattern[str] | None = None,
@@ -115,11 +126,57 @@ class ApiResource(Resource):
         return value
 
     @staticmethod
-    def audit(action: str, target: str | None = None, *, success: bool = True,
-              detail: str | None = None) -> None:
-        audit.record(action, actor=g.user.name if "user" in g else None, target=target,
-                     success=success, detail=detail)
-
-    @staticmethod
     def ok(message: object, status: int = 200, **extra: object):
         return envelope(True, message, status, **extra)
+
+
+# -- admin resources: who may act, and the audit of a refusal ------------------------------
+def _refuse_non_admin(action: str) -> None:
+    if not g.user.is_admin:
+        audit.record(action, actor=g.user.name, success=False,
+                     detail=f"refused: {request.method} {request.path} requires admin rights")
+        raise ApiError(403, ADMIN_ONLY)
+
+
+def admin_read(action: str) -> Callable:
+    """A lookup for admins: a refusal is audited (and documented, 403); a mistyped name is
+    not audited (it would flood the log)."""
+
+    def decorate(method: Callable) -> Callable:
+        @wraps(method)
+        def wrapper(self: ApiResource, *args: Any, **kwargs: Any):
+            _refuse_non_admin(action)
+            return method(self, *args, **kwargs)
+
+        wrapper.specs_dict = _ADMIN_ONLY_SPEC  # type: ignore[attr-defined]
+        return wrapper
+
+    return decorate
+
+
+def audited(action: str, *, admin: bool = True) -> Callable:
+    """A change: its refusal (when `admin` and the caller is not one; documented, 403), its
+    success and its failure are audited, a bad parameter included. The service the method
+    calls records into this same change (audit.change joins it); `audit_target` names what
+    is changed as soon as it is known."""
+
+    def decorate(method: Callable) -> Callable:
+        @wraps(method)
+        def wrapper(self: ApiResource, *args: Any, **kwargs: Any):
+            if admin:
+                _refuse_non_admin(action)
+            with audit.change(action, self.actor) as change:
+                g.audit_change = change
+                return method(self, *args, **kwargs)
+
+        if admin:
+            wrapper.specs_dict = _ADMIN_ONLY_SPEC  # type: ignore[attr-defined]
+        return wrapper
+
+    return decorate
+
+
+def audit_target(name: str) -> str:
+    """Name what the change of an `audited` method acts on, as soon as it is known."""
+    g.audit_change.target = name
+    return name

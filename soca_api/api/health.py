@@ -17,8 +17,8 @@ class HealthResource(Resource):
         summary: Health of the service (no authentication)
         security: []
         responses:
-          200: {description: Database and scheduler answer, schema: {$ref: '#/definitions/Envelope'}}
-          503: {description: One of them does not, schema: {$ref: '#/definitions/Envelope'}}
+          200: {description: Database and scheduler answer}
+          503: {description: One of them does not}
         """
         try:
             db.session.execute(text("SELECT 1"))

@@ -5,14 +5,20 @@ import re
 
 from soca_api.api.base import ApiResource
 from soca_api.errors import ApiError
-from soca_api.services import jobs
+from soca_api.services import audit, jobs
+from soca_api.validation import (
+    COUNT_MAX,
+    JOBS_PAGE_DEFAULT,
+    OUTPUT_LENGTH_DEFAULT,
+    OUTPUT_LENGTH_MAX,
+    OUTPUT_TAIL_MAX,
+)
 
-_ENV = "{$ref: '#/definitions/Envelope'}"
 _DIGITS = re.compile(r"^\d{1,12}$")
 
 
 def _int_param(resource: ApiResource, name: str, default: int | None, low: int = 0,
-               high: int = 999_999_999_999) -> int | None:
+               high: int = COUNT_MAX) -> int | None:
     """A whole number from `low` to `high` (as the spec states); out of range is a 400, never clamped."""
     value = resource.param(name, required=False, pattern=_DIGITS, describe="a whole number")
     if value is None:
@@ -28,30 +34,25 @@ class JobResource(ApiResource):
         ---
         tags: [Jobs]
         summary: Submit a job
-        consumes: [multipart/form-data, application/x-www-form-urlencoded]
         parameters:
           - {name: payload, in: formData, type: string, required: true, minLength: 1, description: "The job script, base64-encoded (standard, unpadded or URL-safe)"}
           - name: Idempotency-Key
             in: header
-            type: string
+            x-rule: idempotency_key
             required: false
-            pattern: '^[A-Za-z0-9_.:-]{8,128}$'
-            minLength: 8
-            maxLength: 128
             description: >
               Makes a retry safe: the same key from the same user within 24 hours answers
               the job the first request created (the same envelope) and creates nothing,
               even if the server was killed in between. The same key with another script
               is a 409. A UUID is a good key.
         responses:
-          200: {description: 'The job id, as {"success": true, "message": "11313"}', schema: {$ref: '#/definitions/Envelope'}}
-          400: {description: 'Invalid script (the message names the line), Idempotency-Key, queue rule or scheduler refusal', schema: {$ref: '#/definitions/Envelope'}}
-          401: {description: Not authenticated, schema: {$ref: '#/definitions/Envelope'}}
-          403: {description: A queue rule refuses the job, schema: {$ref: '#/definitions/Envelope'}}
-          409: {description: 'The Idempotency-Key was used with another script, or its first request is still being submitted (Retry-After)', schema: {$ref: '#/definitions/Envelope'}}
-          413: {description: Script larger than SOCA_MAX_SCRIPT_BYTES, schema: {$ref: '#/definitions/Envelope'}}
-          503: {description: Scheduler unavailable, schema: {$ref: '#/definitions/Envelope'}}
-          504: {description: Scheduler timed out, schema: {$ref: '#/definitions/Envelope'}}
+          200: {description: 'The job id, as {"success": true, "message": "11313"}'}
+          400: {description: 'Invalid script (the message names the line), Idempotency-Key, queue rule or scheduler refusal'}
+          403: {description: A queue rule refuses the job}
+          409: {description: 'The Idempotency-Key was used with another script, or its first request is still being submitted (Retry-After)'}
+          413: {description: Script larger than SOCA_MAX_SCRIPT_BYTES}
+          503: {description: Scheduler unavailable}
+          504: {description: Scheduler timed out}
         """
         from flask import request
 
@@ -65,12 +66,11 @@ class JobResource(ApiResource):
         tags: [Jobs]
         summary: Get a job
         parameters:
-          - {name: job_id, in: query, type: string, required: true, pattern: '^[0-9]+(\\[[0-9]*\\])?(\\.[A-Za-z0-9_.-]+)?$', description: "e.g. 11313, 11313[], 11313[2], 11313.server"}
+          - {name: job_id, in: query, x-rule: job_id, required: true, description: "e.g. 11313, 11313[], 11313[2], 11313.server"}
         responses:
-          200: {description: 'The job''s attributes (Job_Name, Job_Owner, job_state, queue, Resource_List...)', schema: {$ref: '#/definitions/Envelope'}}
-          400: {description: Missing or invalid job_id, schema: {$ref: '#/definitions/Envelope'}}
-          401: {description: Not authenticated, schema: {$ref: '#/definitions/Envelope'}}
-          404: {description: 'Unable to retrieve Job ID (unknown, deleted, finished past history, or not yours)', schema: {$ref: '#/definitions/Envelope'}}
+          200: {description: 'The job''s attributes (Job_Name, Job_Owner, job_state, queue, Resource_List...)'}
+          400: {description: Missing or invalid job_id}
+          404: {description: 'Unable to retrieve Job ID (unknown, deleted, finished past history, or not yours)'}
         """
         job_id = jobs.clean_job_id(self.param("job_id", required=False))
         return self.ok(jobs.get_attributes(self.user, job_id))
@@ -80,23 +80,22 @@ class JobResource(ApiResource):
         ---
         tags: [Jobs]
         summary: Hold or release a job (owner or admin)
-        consumes: [multipart/form-data, application/x-www-form-urlencoded]
         parameters:
-          - {name: job_id, in: formData, type: string, required: true, pattern: '^[0-9]+(\\[[0-9]*\\])?(\\.[A-Za-z0-9_.-]+)?$'}
+          - {name: job_id, in: formData, x-rule: job_id, required: true}
           - {name: action, in: formData, type: string, enum: [hold, release], required: true}
         responses:
-          200: {description: Job held / Job released, schema: {$ref: '#/definitions/Envelope'}}
-          400: {description: Missing or invalid parameter, schema: {$ref: '#/definitions/Envelope'}}
-          401: {description: Not authenticated, schema: {$ref: '#/definitions/Envelope'}}
-          404: {description: Unable to retrieve Job ID, schema: {$ref: '#/definitions/Envelope'}}
-          409: {description: 'The job runs or has finished', schema: {$ref: '#/definitions/Envelope'}}
+          200: {description: Job held / Job released}
+          400: {description: Missing or invalid parameter}
+          404: {description: Unable to retrieve Job ID}
+          409: {description: 'The job runs or has finished'}
         """
         job_id = jobs.clean_job_id(self.param("job_id", required=False))
         action = self.param("action")
         if action not in ("hold", "release"):
             raise ApiError(400, "action is invalid: hold or release")
         message = jobs.hold_or_release(self.user, job_id, action)
-        self.audit(f"job.{action}", job_id)
+        audit.record(audit.JOB_HOLD if action == "hold" else audit.JOB_RELEASE, actor=self.user.name,
+                     target=job_id)
         return self.ok(message)
 
     def delete(self):
@@ -104,19 +103,17 @@ class JobResource(ApiResource):
         ---
         tags: [Jobs]
         summary: Delete a job (owner or admin)
-        consumes: [multipart/form-data, application/x-www-form-urlencoded]
         parameters:
-          - {name: job_id, in: query, type: string, required: false, allowEmptyValue: true, pattern: '^[0-9]+(\\[[0-9]*\\])?(\\.[A-Za-z0-9_.-]+)?$', description: 'The job id (query string, as in the seed)'}
-          - {name: job_id, in: formData, type: string, required: false, pattern: '^[0-9]+(\\[[0-9]*\\])?(\\.[A-Za-z0-9_.-]+)?$', description: 'The job id (form field, as SOCA reads it)'}
+          - {name: job_id, in: query, x-rule: job_id, required: false, allowEmptyValue: true, description: 'The job id (query string, as in the seed)'}
+          - {name: job_id, in: formData, x-rule: job_id, required: false, description: 'The job id (form field, as SOCA reads it)'}
         responses:
-          200: {description: Job deleted, schema: {$ref: '#/definitions/Envelope'}}
-          400: {description: Missing or invalid job_id, schema: {$ref: '#/definitions/Envelope'}}
-          401: {description: Not authenticated, schema: {$ref: '#/definitions/Envelope'}}
-          404: {description: Unable to retrieve Job ID, schema: {$ref: '#/definitions/Envelope'}}
+          200: {description: Job deleted}
+          400: {description: Missing or invalid job_id}
+          404: {description: Unable to retrieve Job ID}
         """
         job_id = jobs.clean_job_id(self.param("job_id", required=False))
         jobs.delete(self.user, job_id)
-        self.audit("job.delete", job_id)
+        audit.record(audit.JOB_DELETE, actor=self.user.name, target=job_id)
         return self.ok("Job deleted")
 
 
@@ -127,23 +124,22 @@ class JobsResource(ApiResource):
         tags: [Jobs]
         summary: List jobs (newest first, paged)
         parameters:
-          - {name: user, in: query, type: string, required: false, allowEmptyValue: true, pattern: '^[a-z_][a-z0-9_.-]{0,31}$', maxLength: 32, description: Only this user's jobs (admins)}
+          - {name: user, in: query, x-rule: user_name, required: false, allowEmptyValue: true, description: Only this user's jobs (admins)}
           - {name: state, in: query, type: string, required: false, allowEmptyValue: true, enum: [Q, H, W, R, E, S, B, F], description: "Only this state; F lists finished jobs of the whole history"}
-          - {name: queue, in: query, type: string, required: false, allowEmptyValue: true, pattern: '^[A-Za-z][A-Za-z0-9_-]{0,14}$', maxLength: 15}
-          - {name: limit, in: query, type: integer, required: false, allowEmptyValue: true, default: 100, minimum: 1, maximum: 1000}
-          - {name: before, in: query, type: integer, required: false, allowEmptyValue: true, minimum: 0, maximum: 999999999999, description: The next_before value of the previous page}
+          - {name: queue, in: query, x-rule: queue_name, required: false, allowEmptyValue: true}
+          - {name: limit, in: query, x-rule: jobs_page, required: false, allowEmptyValue: true}
+          - {name: before, in: query, x-rule: job_cursor, required: false, allowEmptyValue: true, description: The next_before value of the previous page}
         responses:
-          200: {description: 'Object keyed by job id; "next_before" pages on', schema: {$ref: '#/definitions/Envelope'}}
-          400: {description: Invalid filter, schema: {$ref: '#/definitions/Envelope'}}
-          401: {description: Not authenticated, schema: {$ref: '#/definitions/Envelope'}}
-          403: {description: Another user's jobs and caller is not an admin, schema: {$ref: '#/definitions/Envelope'}}
+          200: {description: 'Object keyed by job id; "next_before" pages on'}
+          400: {description: Invalid filter}
+          403: {description: Another user's jobs and caller is not an admin}
         """
         listing, next_before = jobs.list_jobs(
             self.user,
             owner=self.param("user", required=False),
             state=self.param("state", required=False),
             queue=self.param("queue", required=False),
-            limit=_int_param(self, "limit", 100, 1, jobs.MAX_PAGE),
+            limit=_int_param(self, "limit", JOBS_PAGE_DEFAULT, 1, jobs.MAX_PAGE),
             before=_int_param(self, "before", None),
         )
         return self.ok(listing, next_before=next_before)
@@ -156,13 +152,12 @@ class JobFinalResource(ApiResource):
         tags: [Jobs]
         summary: Final record of a finished job (owner or admin)
         parameters:
-          - {name: job_id, in: query, type: string, required: true, pattern: '^[0-9]+(\\[[0-9]*\\])?(\\.[A-Za-z0-9_.-]+)?$'}
+          - {name: job_id, in: query, x-rule: job_id, required: true}
         responses:
-          200: {description: 'Final attributes, including Exit_status', schema: {$ref: '#/definitions/Envelope'}}
-          400: {description: Missing or invalid job_id, schema: {$ref: '#/definitions/Envelope'}}
-          401: {description: Not authenticated, schema: {$ref: '#/definitions/Envelope'}}
-          404: {description: Unknown job, schema: {$ref: '#/definitions/Envelope'}}
-          409: {description: The job has not finished yet, schema: {$ref: '#/definitions/Envelope'}}
+          200: {description: 'Final attributes, including Exit_status'}
+          400: {description: Missing or invalid job_id}
+          404: {description: Unknown job}
+          409: {description: The job has not finished yet}
         """
         job_id = jobs.clean_job_id(self.param("job_id", required=False))
         return self.ok(jobs.final_attributes(self.user, job_id))
@@ -175,23 +170,22 @@ class JobOutputResource(ApiResource):
         tags: [Jobs]
         summary: Read a job's output
         parameters:
-          - {name: job_id, in: query, type: string, required: true, pattern: '^[0-9]+(\\[[0-9]*\\])?(\\.[A-Za-z0-9_.-]+)?$'}
+          - {name: job_id, in: query, x-rule: job_id, required: true}
           - {name: stream, in: query, type: string, enum: [stdout, stderr], default: stdout, required: false}
-          - {name: offset, in: query, type: integer, required: false, allowEmptyValue: true, minimum: 0, maximum: 999999999999, description: First byte to read (default 0)}
-          - {name: length, in: query, type: integer, required: false, allowEmptyValue: true, default: 65536, minimum: 1, maximum: 1048576}
-          - {name: tail, in: query, type: integer, required: false, allowEmptyValue: true, minimum: 1, maximum: 10000, description: 'Instead of a range, the last N lines'}
+          - {name: offset, in: query, x-rule: byte_offset, required: false, allowEmptyValue: true, description: First byte to read (default 0)}
+          - {name: length, in: query, x-rule: output_length, required: false, allowEmptyValue: true}
+          - {name: tail, in: query, x-rule: output_tail, required: false, allowEmptyValue: true, description: 'Instead of a range, the last N lines'}
         responses:
-          200: {description: '{"data", "offset", "next_offset", "size", "eof", "finished"}', schema: {$ref: '#/definitions/Envelope'}}
-          400: {description: Invalid parameter, schema: {$ref: '#/definitions/Envelope'}}
-          401: {description: Not authenticated, schema: {$ref: '#/definitions/Envelope'}}
-          403: {description: The file cannot be read, schema: {$ref: '#/definitions/Envelope'}}
-          404: {description: 'Unknown job, not yours, or no output yet', schema: {$ref: '#/definitions/Envelope'}}
+          200: {description: '{"data", "offset", "next_offset", "size", "eof", "finished"}'}
+          400: {description: Invalid parameter}
+          403: {description: The file cannot be read}
+          404: {description: 'Unknown job, not yours, or no output yet'}
         """
         job_id = jobs.clean_job_id(self.param("job_id", required=False))
         stream = self.param("stream", required=False, default="stdout")
         if stream not in ("stdout", "stderr"):
             raise ApiError(400, "stream is invalid: stdout or stderr")
-        length = _int_param(self, "length", 65536, 1, 1024 * 1024)
-        tail = _int_param(self, "tail", None, 1, 10000)
+        length = _int_param(self, "length", OUTPUT_LENGTH_DEFAULT, 1, OUTPUT_LENGTH_MAX)
+        tail = _int_param(self, "tail", None, 1, OUTPUT_TAIL_MAX)
         return self.ok(jobs.read_output(self.user, job_id, stream, offset=_int_param(self, "offset", None),
                                         length=length, tail=tail))

@@ -1,4 +1,4 @@
-"""Users and their API keys."""
+"""Users and their API keys; the changes an admin makes, each audited here (`actor=`)."""
 from __future__ import annotations
 
 import threading
@@ -12,6 +12,7 @@ from soca_api import security
 from soca_api.errors import ApiError
 from soca_api.extensions import db
 from soca_api.models import ApiKey, User, iso_utc, utcnow
+from soca_api.services import audit
 from soca_api.validation import EMAIL, USER_NAME, is_valid
 
 
@@ -29,18 +30,21 @@ def find_user(name: str) -> User | None:
 
 def get_user_or_404(name: str) -> User:
     if not is_valid(USER_NAME, name):
-        raise ApiError(400, "user must match ^[a-z_][a-z0-9_.-]{0,31}$")
+        raise ApiError(400, f"user must match {USER_NAME.pattern}")
     user = find_user(name)
     if user is None:
         raise ApiError(404, f"User {name} does not exist")
     return user
 
 
+@audit.records(audit.USER_CREATE, target="name",
+               detail=lambda _created, is_admin, **_: "admin" if is_admin else None)
 def create_user(name: str, *, password: str | None = None, email: str | None = None,
-                is_admin: bool = False, commit: bool = True) -> tuple[User, str]:
+                is_admin: bool = False, commit: bool = True,
+                actor: audit.Actor | None = None) -> tuple[User, str]:
     """Create a user and its first API key; returns (user, key in clear)."""
     if not is_valid(USER_NAME, name):
-        raise ApiError(400, "user must match ^[a-z_][a-z0-9_.-]{0,31}$")
+        raise ApiError(400, f"user must match {USER_NAME.pattern}")
     if email is not None and email != "" and not is_valid(EMAIL, email):
         raise ApiError(400, "email is not a valid e-mail address")
     if password is not None:
@@ -84,8 +88,12 @@ def _issue_key(user: User) -> str:
     return key
 
 
-def current_or_new_key(user: User) -> str:
-    """The user's key in clear, creating one when there is none (SOCA's GET behaviour)."""
+def current_or_new_key(user: User, *, actor: audit.Actor | None = None) -> str:
+    """The user's key in clear, creating one when there is none (SOCA's GET behaviour).
+
+    Reading another user's key is audited; reading one's own is not."""
+    if actor is not None and not actor.is_user(user.name):
+        audit.record(audit.API_KEY_READ, actor=actor.name, target=user.name)
     record = active_key(user)
     if record is not None:
         clear = security.unseal(_secret(), record.sealed)
@@ -106,7 +114,8 @@ def _credentials_changed(user: User) -> None:
     user.credentials_epoch = User.credentials_epoch + 1
 
 
-def revoke_keys(user: User, *, commit: bool = True) -> int:
+@audit.records(audit.API_KEY_REVOKE, target="user")
+def revoke_keys(user: User, *, commit: bool = True, actor: audit.Actor | None = None) -> int:
     count = 0
     for record in db.session.execute(
         db.select(ApiKey).where(ApiKey.user_id == user.id, ApiKey.revoked_at.is_(None))
@@ -119,7 +128,14 @@ def revoke_keys(user: User, *, commit: bool = True) -> int:
     return count
 
 
-def reset_key(user: User) -> str:
+def _by_admin(user_name: str, actor: audit.Actor) -> bool:
+    """An account acting on another user's (the CLI acts as nobody's account)."""
+    return actor.via != "cli" and not actor.is_user(user_name)
+
+
+@audit.records(audit.API_KEY_RESET, target="user",
+               detail=lambda _key, user, actor, **_: "by admin" if _by_admin(user.name, actor) else None)
+def reset_key(user: User, *, actor: audit.Actor | None = None) -> str:
     revoke_keys(user, commit=False)
     key = _issue_key(user)
     db.session.commit()
@@ -268,12 +284,16 @@ def list_users() -> list[User]:
         sa.select(User).where(User.deleted_at.is_(None)).order_by(User.name)).scalars())
 
 
-def delete_user(user: User) -> int:
+@audit.records(audit.USER_DELETE, target="name", detail=lambda revoked, **_: f"{revoked} key(s) revoked")
+def delete_user(name: str, *, actor: audit.Actor | None = None) -> int:
     """Revoke every key, end every session, drop group memberships; keep the row.
 
     The row stays (marked deleted) because the job history refers to the name; returns
-    the number of keys revoked.
+    the number of keys revoked. Nobody deletes their own user.
     """
+    if actor is not None and actor.is_user(name):
+        raise ApiError(403, "You cannot delete your own user")
+    user = get_user_or_404(name)
     if user.is_admin and admin_count() <= 1:
         raise ApiError(409, f"User {user.name} is the last admin; grant admin rights to another user first")
     revoked = revoke_keys(user, commit=False)
@@ -294,8 +314,23 @@ def admin_count() -> int:
     ).scalar_one()
 
 
-def set_admin(user: User, admin: bool) -> bool:
-    """Grant or revoke; returns whether anything changed. The last admin stays one."""
+def _changed(changed: bool, **_: object) -> str | None:
+    return None if changed else "no change"
+
+
+@audit.records(audit.USER_GRANT_ADMIN, target="name", detail=_changed)
+def grant_admin(name: str, *, actor: audit.Actor | None = None) -> bool:
+    """Returns whether anything changed; rights apply from the user's next request."""
+    return _set_admin(get_user_or_404(name), True)
+
+
+@audit.records(audit.USER_REVOKE_ADMIN, target="name", detail=_changed)
+def revoke_admin(name: str, *, actor: audit.Actor | None = None) -> bool:
+    """Returns whether anything changed. The last admin stays one."""
+    return _set_admin(get_user_or_404(name), False)
+
+
+def _set_admin(user: User, admin: bool) -> bool:
     if user.is_admin == admin:
         return False
     if not admin and admin_count() <= 1:
@@ -305,7 +340,17 @@ def set_admin(user: User, admin: bool) -> bool:
     return True
 
 
-def set_password(user: User, password: str) -> None:
+def _password_change(_result: None, name: str, actor: audit.Actor, **_: object) -> str:
+    """Who vouched for the change: the server's shell, the user themselves, or an admin."""
+    if actor.via == "cli":
+        return "cli"
+    return "self-service" if actor.is_user(name) else "by admin"
+
+
+@audit.records(audit.USER_PASSWORD_RESET, target="name", detail=_password_change)
+def set_password(name: str, password: str, *, actor: audit.Actor | None = None) -> None:
+    """Every web session of the user ends; API keys stay valid."""
+    user = get_user_or_404(name)
     problem = security.password_problem(password, user.name)
     if problem:
         raise ApiError(400, problem)

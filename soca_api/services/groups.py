@@ -1,4 +1,4 @@
-"""Groups and their members (API, CLI and web pages)."""
+"""Groups and their members (API, CLI and web pages); every change audited here (`actor=`)."""
 from __future__ import annotations
 
 import sqlalchemy as sa
@@ -6,12 +6,9 @@ from sqlalchemy.exc import IntegrityError
 
 from soca_api.errors import ApiError
 from soca_api.extensions import db
-from soca_api.models import Group, User
-from soca_api.services import accounts, queues
-from soca_api.validation import GROUP_NAME, is_valid
-
-_NAME_RULE = "^[a-z_][a-z0-9_.-]{0,31}$"
-MAX_GID = 2**31 - 1
+from soca_api.models import Group
+from soca_api.services import accounts, audit, queues
+from soca_api.validation import GID_MAX, GROUP_NAME, is_valid
 
 
 def find_group(name: str) -> Group | None:
@@ -22,7 +19,7 @@ def find_group(name: str) -> Group | None:
 
 def get_group_or_404(name: str) -> Group:
     if not is_valid(GROUP_NAME, name):
-        raise ApiError(400, f"group is invalid: it must match {_NAME_RULE}")
+        raise ApiError(400, f"group is invalid: it must match {GROUP_NAME.pattern}")
     group = find_group(name)
     if group is None:
         raise ApiError(404, f"Group {name} does not exist")
@@ -38,11 +35,24 @@ def group_view(group: Group) -> dict[str, object]:
     return {"members": members, "gid": group.gid}
 
 
-def create_group(name: str, *, gid: int | None = None, members: list[str] | None = None) -> Group:
+def _created(group: Group, **_: object) -> str:
+    return f"gid={group.gid} members={','.join(sorted(member.name for member in group.members))}"
+
+
+@audit.records(audit.GROUP_CREATE, target="name", detail=_created)
+def create_group(name: str, *, gid: int | str | None = None, members: str | list[str] | None = None,
+                 actor: audit.Actor | None = None) -> Group:
+    """`gid` and `members` may be given as typed in a form: "" for none, comma-separated names."""
+    if isinstance(gid, str):
+        if gid and not gid.isdigit():
+            raise ApiError(400, "gid is invalid: it must be a whole number")
+        gid = int(gid) if gid else None
+    if isinstance(members, str):
+        members = accounts.split_names("members", members) if members else []
     if not is_valid(GROUP_NAME, name):
-        raise ApiError(400, f"group is invalid: it must match {_NAME_RULE}")
-    if gid is not None and not 0 <= gid <= MAX_GID:
-        raise ApiError(400, f"gid is invalid: it must be from 0 to {MAX_GID}")
+        raise ApiError(400, f"group is invalid: it must match {GROUP_NAME.pattern}")
+    if gid is not None and not 0 <= gid <= GID_MAX:
+        raise ApiError(400, f"gid is invalid: it must be from 0 to {GID_MAX}")
     if find_group(name) is not None:
         raise ApiError(409, f"Group {name} already exists")
     if gid is not None:
@@ -60,8 +70,16 @@ def create_group(name: str, *, gid: int | None = None, members: list[str] | None
     return group
 
 
-def set_membership(group: Group, user: User, member: bool) -> bool:
+def _membership(changed: bool, user_name: str, member: bool, **_: object) -> str:
+    return f"{'add' if member else 'remove'} {user_name}" + ("" if changed else " (no change)")
+
+
+@audit.records(audit.GROUP_UPDATE, target="group_name", detail=_membership)
+def set_membership(group_name: str, user_name: str, member: bool, *,
+                   actor: audit.Actor | None = None) -> bool:
     """Add or remove; returns whether anything changed."""
+    group = get_group_or_404(group_name)
+    user = accounts.get_user_or_404(user_name)
     if (user in group.members) == member:
         return False
     if member:
@@ -72,7 +90,8 @@ def set_membership(group: Group, user: User, member: bool) -> bool:
     return True
 
 
-def delete_group(name: str) -> None:
+@audit.records(audit.GROUP_DELETE, target="name")
+def delete_group(name: str, *, actor: audit.Actor | None = None) -> None:
     group = get_group_or_404(name)
     used_by = queues.queues_using_group(name)
     if used_by:

@@ -40,6 +40,7 @@ from soca_api.models import Job, Queue
 from soca_api.pbs import script as pbs_script
 from soca_api.schedulers import get_adapter
 from soca_api.schedulers.errors import SchedulerError
+from soca_api.services import audit
 from soca_api.validation import GROUP_NAME, INSTANCE_TYPE, QUEUE_NAME, USER_NAME
 
 EVERYONE = "*"
@@ -338,7 +339,13 @@ def queues_using_group(group_name: str) -> list[str]:
             or group_name in (queue.rules or {}).get("excluded_groups", [])]
 
 
-def create_queue(name: str, *, enabled: bool = True, changes: Mapping[str, str] | None = None) -> Queue:
+def _settings(queue: Queue, **_: object) -> str:
+    return f"enabled={queue.enabled} rules={queue.rules}"
+
+
+@audit.records(audit.QUEUE_CREATE, target="name", detail=_settings)
+def create_queue(name: str, *, enabled: bool = True, changes: Mapping[str, str] | None = None,
+                 actor: audit.Actor | None = None) -> Queue:
     """Validate, create on the scheduler's side when the service manages it, then record."""
     check_queue_name(name)
     rules = updated_rules({}, changes or {})
@@ -355,7 +362,9 @@ def create_queue(name: str, *, enabled: bool = True, changes: Mapping[str, str] 
     return queue
 
 
-def update_queue(name: str, *, enabled: bool | None = None, changes: Mapping[str, str] | None = None) -> Queue:
+@audit.records(audit.QUEUE_UPDATE, target="name", detail=_settings)
+def update_queue(name: str, *, enabled: bool | None = None, changes: Mapping[str, str] | None = None,
+                 actor: audit.Actor | None = None) -> Queue:
     queue = get_queue_or_404(name)
     rules = updated_rules(queue.rules, changes or {})
     queue.rules = rules.to_json()  # a new dict: SQLAlchemy does not see in-place changes
@@ -365,7 +374,8 @@ def update_queue(name: str, *, enabled: bool | None = None, changes: Mapping[str
     return queue
 
 
-def delete_queue(name: str) -> None:
+@audit.records(audit.QUEUE_DELETE, target="name")
+def delete_queue(name: str, *, actor: audit.Actor | None = None) -> None:
     queue = get_queue_or_404(name)
     active = active_job_count(name)
     if active:

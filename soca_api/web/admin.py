@@ -1,23 +1,21 @@
 """Administration pages: Users, Groups, Queues and the Audit log (admins only).
 
-The operations are those of the admin API and CLI: `soca_api.services` (users, groups,
-admin rights, passwords, the audit log), `soca_api.services.queues` and
-`soca_api.services.accounts`. Every change is a POST with a CSRF token, and every change
-and failed change is audited with the API's action names and the detail "web".
+The operations are those of the admin API and CLI: `soca_api.services` (accounts, groups,
+queues, the audit log). Every change is a POST with a CSRF token; the services audit every
+change and failed change, with the actor "via" the web (details "web" or "web: ...").
 """
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from datetime import UTC, datetime
 
 from flask import abort, flash, redirect, render_template, request, url_for
 
 from soca_api.errors import ApiError
-from soca_api.extensions import db
 from soca_api.pbs import script as pbs_script
 from soca_api.services import accounts, audit, groups, queues
-from soca_api.web import blueprint
+from soca_api.validation import AUDIT_ACTION, AUDIT_ACTOR
+from soca_api.web.site import blueprint
 from soca_api.web.auth import admin_required, current_user
 from soca_api.web.forms import (
     AdminRightsForm,
@@ -31,23 +29,20 @@ from soca_api.web.forms import (
 )
 
 AUDIT_PAGE = 50
-_ACTOR = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
-_ACTION_FILTER = re.compile(r"^(?:[a-z0-9_.]{1,64}\*?|\*)$")
 
 
-def _act(action: str, target: str | None, change: Callable[[], object], success: str,
-         detail: Callable[[object], str | None] | None = None) -> bool:
-    """Run one change; audit and flash its outcome. Nothing half-done is committed."""
-    me = current_user()
+def _actor() -> audit.Actor:
+    return audit.Actor(current_user().name, via="web")
+
+
+def _act(change: Callable[[audit.Actor], object], success: str, refused: str | None = None) -> bool:
+    """Run one change (the service audits it) and flash its outcome: `success`, or the
+    refusal's message (`refused` when the page words it its own way)."""
     try:
-        result = change()
+        change(_actor())
     except ApiError as exc:
-        db.session.rollback()
-        audit.record(action, actor=me.name, target=target, success=False, detail=f"web: {exc.message}")
-        flash(exc.message, "error")
+        flash(refused or exc.message, "error")
         return False
-    extra = detail(result) if detail else None
-    audit.record(action, actor=me.name, target=target, detail="web" + (f": {extra}" if extra else ""))
     flash(success, "success")
     return True
 
@@ -81,11 +76,9 @@ def admin_user_create():
         flash(_form_problems(form), "error")
         return admin_users(form, 400)
     name = form.name.data.strip()
-    created = _act("user.create", name[:128],
-                   lambda: accounts.create_user(name, password=form.password.data, email=form.email.data.strip(),
-                                                is_admin=form.is_admin.data),
-                   f"User {name} created. They sign in with their password and find their API key on My API Key.",
-                   lambda _result: "admin" if form.is_admin.data else None)
+    created = _act(lambda actor: accounts.create_user(name, password=form.password.data, email=form.email.data.strip(),
+                                                      is_admin=form.is_admin.data, actor=actor),
+                   f"User {name} created. They sign in with their password and find their API key on My API Key.")
     if not created:
         return admin_users(form, 400)
     return redirect(url_for("web.admin_users"))
@@ -105,10 +98,9 @@ def admin_user_rights(name: str):
     if _checked(form):
         user = _target_user(name)
         grant = form.change.data == "grant"
-        _act("user.grant_admin" if grant else "user.revoke_admin", user.name,
-             lambda: accounts.set_admin(user, grant),
-             f"{user.name} {'is now an admin' if grant else 'is no longer an admin'}.",
-             lambda changed: None if changed else "no change")
+        change = accounts.grant_admin if grant else accounts.revoke_admin
+        _act(lambda actor: change(user.name, actor=actor),
+             f"{user.name} {'is now an admin' if grant else 'is no longer an admin'}.")
         if not current_user().is_admin:  # an admin who gave up their own rights
             return redirect(url_for("web.my_jobs"))
     return redirect(url_for("web.admin_users"))
@@ -120,9 +112,8 @@ def admin_user_password(name: str):
     form = PasswordForm()
     if _checked(form):
         user = _target_user(name)
-        _act("user.password_reset", user.name, lambda: accounts.set_password(user, form.password.data),
-             f"Password of {user.name} changed; their web sessions have ended.",
-             lambda _result: "by admin")
+        _act(lambda actor: accounts.set_password(user.name, form.password.data, actor=actor),
+             f"Password of {user.name} changed; their web sessions have ended.")
     return redirect(url_for("web.admin_users"))
 
 
@@ -131,9 +122,9 @@ def admin_user_password(name: str):
 def admin_user_key(name: str):
     if _checked(ConfirmForm()):
         user = _target_user(name)
-        _act("api_key.reset", user.name, lambda: accounts.reset_key(user),
+        _act(lambda actor: accounts.reset_key(user, actor=actor),
              f"New API key issued for {user.name}; the old one no longer works. "
-             "They find the new one on My API Key.", lambda _key: "by admin")
+             "They find the new one on My API Key.")
     return redirect(url_for("web.admin_users"))
 
 
@@ -142,14 +133,9 @@ def admin_user_key(name: str):
 def admin_user_delete(name: str):
     if _checked(ConfirmForm()):
         user = _target_user(name)
-        if user.id == current_user().id:
-            audit.record("user.delete", actor=user.name, target=user.name, success=False,
-                         detail="web: You cannot delete your own user")
-            flash("You cannot delete your own user.", "error")
-        else:
-            _act("user.delete", user.name, lambda: accounts.delete_user(user),
-                 f"User {user.name} deleted: keys revoked, sessions ended, job history kept.",
-                 lambda revoked: f"{revoked} key(s) revoked")
+        _act(lambda actor: accounts.delete_user(user.name, actor=actor),
+             f"User {user.name} deleted: keys revoked, sessions ended, job history kept.",
+             refused="You cannot delete your own user." if user.id == current_user().id else None)
     return redirect(url_for("web.admin_users"))
 
 
@@ -170,17 +156,9 @@ def admin_group_create():
         flash(_form_problems(form), "error")
         return admin_groups(form, 400)
     name = form.name.data.strip()
-    gid_text = (form.gid.data or "").strip()
-    members_text = (form.members.data or "").strip()
-
-    def create():
-        if gid_text and not gid_text.isdigit():
-            raise ApiError(400, "gid is invalid: it must be a whole number")
-        members = accounts.split_names("members", members_text) if members_text else []
-        return groups.create_group(name, gid=int(gid_text) if gid_text else None, members=members)
-
-    if not _act("group.create", name[:128], create, f"Group {name} created.",
-                lambda group: f"gid={group.gid} members={','.join(sorted(m.name for m in group.members))}"):
+    gid, members = (form.gid.data or "").strip(), (form.members.data or "").strip()
+    if not _act(lambda actor: groups.create_group(name, gid=gid, members=members, actor=actor),
+                f"Group {name} created."):
         return admin_groups(form, 400)
     return redirect(url_for("web.admin_groups"))
 
@@ -192,14 +170,8 @@ def admin_group_members(name: str):
     if _checked(form):
         user_name = form.user.data.strip()
         add = form.action.data == "add"
-
-        def change():
-            group = groups.get_group_or_404(name)
-            return groups.set_membership(group, accounts.get_user_or_404(user_name), add)
-
-        _act("group.update", name[:128], change,
-             f"{user_name} {'added to' if add else 'removed from'} group {name}.",
-             lambda changed: f"{'add' if add else 'remove'} {user_name}" + ("" if changed else " (no change)"))
+        _act(lambda actor: groups.set_membership(name, user_name, add, actor=actor),
+             f"{user_name} {'added to' if add else 'removed from'} group {name}.")
     return redirect(url_for("web.admin_groups"))
 
 
@@ -207,7 +179,7 @@ def admin_group_members(name: str):
 @admin_required
 def admin_group_delete(name: str):
     if _checked(ConfirmForm()):
-        _act("group.delete", name[:128], lambda: groups.delete_group(name), f"Group {name} deleted.")
+        _act(lambda actor: groups.delete_group(name, actor=actor), f"Group {name} deleted.")
     return redirect(url_for("web.admin_groups"))
 
 
@@ -259,10 +231,9 @@ def admin_queue_create():
         flash(_form_problems(form), "error")
         return admin_queues(form, 400)
     name = form.name.data.strip()
-    if not _act("queue.create", name[:128],
-                lambda: queues.create_queue(name, enabled=form.enabled.data,
-                                            changes=_rule_changes(form, keep_empty=False)),
-                f"Queue {name} created.", lambda queue: f"enabled={queue.enabled} rules={queue.rules}"):
+    if not _act(lambda actor: queues.create_queue(name, enabled=form.enabled.data,
+                                                  changes=_rule_changes(form, keep_empty=False), actor=actor),
+                f"Queue {name} created."):
         return admin_queues(form, 400)
     return redirect(url_for("web.admin_queues"))
 
@@ -283,10 +254,9 @@ def admin_queue_edit(name: str):
     elif not form.validate_on_submit():
         flash(_form_problems(form), "error")
         status = 400
-    elif _act("queue.update", queue.name,
-              lambda: queues.update_queue(queue.name, enabled=form.enabled.data,
-                                          changes=_rule_changes(form, keep_empty=True)),
-              f"Queue {queue.name} updated.", lambda updated: f"enabled={updated.enabled} rules={updated.rules}"):
+    elif _act(lambda actor: queues.update_queue(queue.name, enabled=form.enabled.data,
+                                                changes=_rule_changes(form, keep_empty=True), actor=actor),
+              f"Queue {queue.name} updated."):
         return redirect(url_for("web.admin_queues"))
     else:
         status = 400
@@ -298,7 +268,7 @@ def admin_queue_edit(name: str):
 @admin_required
 def admin_queue_delete(name: str):
     if _checked(ConfirmForm()):
-        _act("queue.delete", name[:128], lambda: queues.delete_queue(name), f"Queue {name} deleted.")
+        _act(lambda actor: queues.delete_queue(name, actor=actor), f"Queue {name} deleted.")
     return redirect(url_for("web.admin_queues"))
 
 
@@ -318,11 +288,11 @@ def admin_audit():
     filters = {name: args.get(name, "").strip() for name in ("user", "action", "since", "until")}
     problems = []
     actor = filters["user"] or None
-    if actor and not _ACTOR.fullmatch(actor):
+    if actor and not AUDIT_ACTOR.fullmatch(actor):
         problems.append("User: letters, digits, _ . - only")
         actor = None
     action = filters["action"] or None
-    if action and not _ACTION_FILTER.fullmatch(action):
+    if action and not AUDIT_ACTION.fullmatch(action):
         problems.append("Action: an action such as user.create, or a prefix ending in *")
         action = None
     moments = {}

@@ -13,7 +13,7 @@ from flask import current_app, render_template, request
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
 
-from soca_api.web import blueprint
+from soca_api.web.site import blueprint
 
 TITLES = {
     400: "Bad request",

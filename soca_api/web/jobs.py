@@ -32,7 +32,7 @@ from soca_api.pbs import script as pbs_script
 from soca_api.services import audit, queue_rules, queues
 from soca_api.services import jobs as job_service
 from soca_api.validation import JOB_ID, QUEUE_NAME, is_valid
-from soca_api.web import blueprint
+from soca_api.web.site import blueprint
 from soca_api.web.auth import current_user, login_required
 from soca_api.web.forms import ConfirmForm, SubmitForm
 
@@ -231,15 +231,17 @@ def delete_job(job_id: str):
     form = ConfirmForm()
     if not form.validate_on_submit():
         abort(400)
+    actor = audit.Actor(user.name, via="web")
     try:
         job_service.delete(user, job_id)
     except ApiError as exc:
         if exc.status == 404:
             abort(403, NOT_YOURS)
-        audit.record("job.delete", actor=user.name, target=job_id, success=False, detail=f"web: {exc.message}")
+        audit.record(audit.JOB_DELETE, actor=actor.name, target=job_id, success=False,
+                     detail=actor.detail(exc.message))
         flash(exc.message, "error")
         return redirect(url_for("web.job", job_id=job_id))
-    audit.record("job.delete", actor=user.name, target=job_id, detail="web")
+    audit.record(audit.JOB_DELETE, actor=actor.name, target=job_id, detail=actor.detail(None))
     flash(f"Job {job_id} deleted.", "success")
     return redirect(url_for("web.my_jobs"))
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 from flask import flash, redirect, render_template, request, url_for
 
 from soca_api.services import accounts, audit
-from soca_api.web import blueprint
+from soca_api.web.site import blueprint
 from soca_api.web.auth import current_user, login_required
 from soca_api.web.forms import ConfirmForm
 
@@ -38,7 +38,6 @@ def regenerate_key():
     form = ConfirmForm()
     if not form.validate_on_submit():
         return redirect(url_for("web.api_key"))
-    accounts.reset_key(user)
-    audit.record("api_key.reset", actor=user.name, target=user.name, detail="web")
+    accounts.reset_key(user, actor=audit.Actor(user.name, via="web"))
     flash("Your API key was regenerated. The previous key no longer works.", "success")
     return redirect(url_for("web.api_key"))
