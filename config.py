@@ -85,7 +85,7 @@ def load_secret_key(data_dir: Path) -> str:
 
 
 def normalise_database_url(url: str) -> str:
-    """Plain postgresql:// URLs use the driver in requirements.txt (psycopg2)."""
+    """Plain postgresql:// URLs use the driver the project depends on (psycopg2)."""
     for prefix in ("postgresql://", "postgres://"):
         if url.startswith(prefix):
             return "postgresql+psycopg2://" + url[len(prefix):]
