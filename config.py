@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import secrets
 from pathlib import Path
+from typing import TypedDict
 
 PROJECT_DIR = Path(__file__).resolve().parent
 # As root, jobs of users without a POSIX account run as an unprivileged account, which
@@ -84,14 +85,29 @@ def load_secret_key(data_dir: Path) -> str:
 
 
 def normalise_database_url(url: str) -> str:
-    """Plain postgresql:// URLs use the driver in requirements.txt (psycopg2)."""
+    """Plain postgresql:// URLs use the driver the project depends on (psycopg2)."""
     for prefix in ("postgresql://", "postgres://"):
         if url.startswith(prefix):
             return "postgresql+psycopg2://" + url[len(prefix):]
     return url
 
 
-def server_settings() -> dict[str, object]:
+class ServerSettings(TypedDict):
+    host: str
+    port: int
+    tls_cert: str
+    tls_key: str
+    workers: int
+    threads: int
+    worker_class: str
+    worker_timeout: int
+    keepalive: int
+    access_log: str
+    start_runner: bool
+    hsts_seconds: int
+
+
+def server_settings() -> ServerSettings:
     """What gunicorn.conf.py serves with: address, HTTPS pair, workers (no side effects)."""
     return {
         "host": _env("HOST", "127.0.0.1"),

@@ -9,10 +9,13 @@ import subprocess
 import sys
 import threading
 import time
+from dataclasses import dataclass
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import gunicorn.util
+
 # (Imported under another name: "config" is one of gunicorn's own setting names.)
-from config import server_settings as _server_settings  # noqa: E402 - the project's settings
+from config import server_settings as _server_settings
+from soca_api.gunicorn_errors import json_error_writer
 
 _server = _server_settings()
 bind = f"{_server['host']}:{_server['port']}"
@@ -34,22 +37,28 @@ keyfile = _server["tls_key"] or None
 umask = 0o077  # the database and keys the service writes are for its own account only
 
 # gunicorn answers 414/431/400 itself, before the app: in the service's JSON envelope.
-import gunicorn.util  # noqa: E402
-from soca_api.gunicorn_errors import json_error_writer  # noqa: E402
-
 gunicorn.util.write_error = json_error_writer(_server["hsts_seconds"] if certfile and keyfile else 0)
 
-_runner = {"process": None, "stop": False}
+
+@dataclass
+class _RunnerState:
+    """The scheduler runner's process, and whether the master told it to stop for good."""
+
+    process: subprocess.Popen[bytes] | None = None
+    stop: bool = False
+
+
+_runner = _RunnerState()
 
 
 def _supervise(server) -> None:
     args = [sys.executable, "-m", "flask", "--app", "wsgi", "scheduler", "run", "--exit-with-parent"]
-    while not _runner["stop"]:
+    while not _runner.stop:
         process = subprocess.Popen(args, cwd=os.path.dirname(os.path.abspath(__file__)))
-        _runner["process"] = process
+        _runner.process = process
         server.log.info("scheduler runner started (pid %s)", process.pid)
         code = process.wait()
-        if _runner["stop"]:
+        if _runner.stop:
             break
         if code == 0:
             # The runner exits 0 only when told to stop: usually the whole service is
@@ -68,7 +77,7 @@ def _master_stopping(server, wait: float) -> bool:
     """Whether the master is shutting down (it drops its listeners first), within `wait` s."""
     deadline = time.monotonic() + wait
     while time.monotonic() < deadline:
-        if _runner["stop"] or not server.LISTENERS:
+        if _runner.stop or not server.LISTENERS:
             return True
         time.sleep(0.1)
     return False
@@ -82,8 +91,8 @@ def when_ready(server):
 
 
 def on_exit(server):
-    _runner["stop"] = True
-    process = _runner["process"]
+    _runner.stop = True
+    process = _runner.process
     if process is not None and process.poll() is None:
         process.terminate()
         try:

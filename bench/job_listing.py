@@ -9,17 +9,15 @@ SQLite, and on PostgreSQL when --postgres URL is given.
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from datetime import datetime, timedelta
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-import sqlalchemy as sa  # noqa: E402
+import sqlalchemy as sa
 
 QUERIES = [
     ("default listing (active + recent)", "/api/scheduler/jobs"),
@@ -48,7 +46,7 @@ def fill(app, owner: str, count: int) -> int:
     from soca_api.models import Job
 
     long_ago = datetime.utcnow() - timedelta(days=30)
-    rows = []
+    rows: list[dict[str, object]] = []
     for index in range(count * 2):
         user = owner if index % 2 else "someoneelse"
         rows.append({"backend": "local", "scheduler_id": f"x{index}", "owner": user, "name": "old",
@@ -71,7 +69,7 @@ def fill(app, owner: str, count: int) -> int:
             db.session.execute(sa.text("ANALYZE jobs"))
             db.session.commit()
         middle = db.session.execute(sa.select(Job.id).where(Job.owner == owner, Job.state == "F")
-                                    .order_by(Job.id).offset(count // 2).limit(1)).scalar()
+                                    .order_by(Job.id).offset(count // 2).limit(1)).scalar_one()
     return middle
 
 
@@ -88,12 +86,12 @@ def measure(app, headers, path: str, repeat: int = 60) -> tuple[float, float]:
     return statistics.median(times), times[int(len(times) * 0.99) - 1]
 
 
-def run(database_url: str, jobs: int, label: str) -> list[tuple]:
+def run(database_url: Callable[[], str], jobs: int, label: str) -> list[tuple]:
     from soca_api.services import accounts
 
     results = {}
     for size in (100, jobs):
-        app = make_app(database_url() if callable(database_url) else database_url)
+        app = make_app(database_url())
         with app.app_context():
             _user, key = accounts.create_user("lister")
         headers = {"X-SOCA-USER": "lister", "X-SOCA-TOKEN": key}
@@ -109,7 +107,7 @@ def run(database_url: str, jobs: int, label: str) -> list[tuple]:
     return rows
 
 
-def pg_database(admin_url: str):
+def pg_database(admin_url: str) -> Callable[[], str]:
     import psycopg2
 
     def create() -> str:
@@ -134,10 +132,10 @@ def main() -> int:
     header = ("database", f"listing ({options.jobs:,} jobs of the user)", "throughput", "p50 ms", "p99 ms",
               "ratio to 100-job baseline")
     widths = [max(len(str(r[i])) for r in rows + [header]) for i in range(len(header))]
-    print("| " + " | ".join(h.ljust(w) for h, w in zip(header, widths)) + " |")
+    print("| " + " | ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)) + " |")
     print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
     for row in rows:
-        print("| " + " | ".join(str(c).ljust(w) for c, w in zip(row, widths)) + " |")
+        print("| " + " | ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)) + " |")
     return 0
 
 

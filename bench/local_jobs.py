@@ -25,7 +25,7 @@ import sys
 import tempfile
 import threading
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from serving import free_port, wait_http
 
@@ -251,14 +251,15 @@ def main() -> int:
     ]
     header = ("measure", "throughput", "p50 ms", "p99 ms", "ratio to baseline", "target")
     widths = [max(len(str(r[i])) for r in rows + [header]) for i in range(len(header))]
-    lines = ["| " + " | ".join(str(c).ljust(w) for c, w in zip(header, widths)) + " |",
+    lines = ["| " + " | ".join(str(c).ljust(w) for c, w in zip(header, widths, strict=True)) + " |",
              "|" + "|".join("-" * (w + 2) for w in widths) + "|"]
-    lines += ["| " + " | ".join(str(c).ljust(w) for c, w in zip(row, widths)) + " |" for row in rows]
+    lines += ["| " + " | ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)) + " |" for row in rows]
     table = "\n".join(lines)
     print(table)
     if options.write:
-        machine = f"{platform.node()}, {os.cpu_count()} cores, {platform.platform()}, Python {platform.python_version()}"
-        stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+        machine = (f"{platform.node()}, {os.cpu_count()} cores, {platform.platform()}, "
+                   f"Python {platform.python_version()}")
+        stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
         with open(options.write, "a") as handle:
             handle.write(f"\n## bench/local_jobs.py — {stamp}\n\nMachine: {machine}. "
                          f"Load phases of {options.seconds:g} s; client and server share the machine.\n\n"

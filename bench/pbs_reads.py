@@ -5,22 +5,23 @@ listing, answered from the reconciler's rows, against the baseline a per-request
 service would pay (one `qstat -x -f -F json <id>` per request, throttled by qstat
 itself), and how many scheduler commands the reading process ran (none expected).
 
-    python bench/pbs_reads.py [--requests 500] [--write docs/benchmarks.md]
+    .venv/bin/python -m bench.pbs_reads [--requests 500] [--write docs/benchmarks.md]
+
+Run as a module from the project root: it builds its service with the tests' own
+fixtures (tests/conftest.py).
 
 Needs root and OpenPBS (bash ../shared/openpbs/install.sh, PBS_USERS=pbsbob).
 """
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import shutil
 import subprocess
-import sys
 import time
-from datetime import datetime, timezone
-
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from datetime import UTC, datetime
 
 PBS_BIN = "/opt/pbs/bin"
 USER = "pbsbob"
@@ -46,29 +47,34 @@ def main() -> None:
     parser.add_argument("--write", default=None)
     args = parser.parse_args()
 
+    from flask import Flask
+
     from soca_api.services import accounts
     from tests.conftest import build_stack, make_data_dir
     from tests.helpers import Account, submit
 
     data = make_data_dir("bench-pbs-")
     settings = {"SOCA_SCHEDULER": "pbs", "SOCA_PBS_BIN": PBS_BIN, "SOCA_SCHEDULER_CACHE_SECONDS": 1.0}
-    stack = build_stack("sqlite", f"sqlite:///{data}/soca.db", **settings)
+    stack = build_stack("sqlite", f"sqlite:///{data}/soca.db", None, **settings)
+    app = stack.app
+    assert isinstance(app, Flask)
     stack.env.update({key: str(value) for key, value in settings.items()})
     shutil.rmtree(os.path.expanduser(f"~{USER}/soca_job_output"), ignore_errors=True)
     stack.start_runner()
     try:
-        with stack.app.app_context():
+        with app.app_context():
             _user, key = accounts.create_user(USER)
         account = Account(USER, key, None, False)
-        client = stack.app.test_client()
+        client = app.test_client()
         job_id = submit(client, account, "#!/bin/sh\n#PBS -N bench\ntrue\n")
         deadline = time.time() + 60
         while time.time() < deadline:
-            row = client.get("/api/scheduler/jobs", headers=account.headers).json["message"].get(job_id)
+            listing = json.loads(client.get("/api/scheduler/jobs", headers=account.headers).data)
+            row = listing["message"].get(job_id)
             if row and row["job_state"] == "F":
                 break
             time.sleep(0.2)
-        adapter = stack.app.extensions["soca_scheduler"]
+        adapter = app.extensions["soca_scheduler"]
         get = timed(args.requests, lambda: client.get(f"/api/scheduler/job?job_id={job_id}",
                                                       headers=account.headers))
         listing = timed(args.requests, lambda: client.get("/api/scheduler/jobs", headers=account.headers))
@@ -84,7 +90,7 @@ def main() -> None:
     ]
     base_rate = len(baseline) / sum(baseline)
     lines = [
-        f"## bench/pbs_reads.py — {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC",
+        f"## bench/pbs_reads.py — {datetime.now(UTC):%Y-%m-%d %H:%M} UTC",
         "",
         f"Machine: {platform.node()}, {os.cpu_count()} cores, Linux {platform.release()}, Python "
         f"{platform.python_version()}. OpenPBS 23.06.06 on this host, reconciler every 1 s, in-process "

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import contextlib
 import http.client
 import json
 import os
@@ -44,7 +45,7 @@ import sys
 import tempfile
 import time
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from serving import free_port, wait_http
 
@@ -75,7 +76,8 @@ def request(port: int, method: str, path: str, headers: dict, body: bytes | None
 
 def wrk(port: int, path: str, headers: dict, connections: int, seconds: float) -> dict[str, float]:
     """wrk with keep-alive connections; throughput and latency percentiles."""
-    args = ["wrk", f"-t{min(2, connections)}", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--latency", "--timeout", "10s"]
+    args = ["wrk", f"-t{min(2, connections)}", f"-c{connections}", f"-d{max(1, round(seconds))}s",
+            "--latency", "--timeout", "10s"]
     for name, value in headers.items():
         args += ["-H", f"{name}: {value}"]
     out = subprocess.run(args + [f"http://127.0.0.1:{port}{path}"], capture_output=True, text=True,
@@ -131,10 +133,8 @@ class Service:
 
     def stop(self) -> None:
         for job_id in self.job_ids if self.scheduler != "local" else ():
-            try:
+            with contextlib.suppress(OSError):
                 request(self.port, "DELETE", f"/api/scheduler/job?job_id={job_id}", self.headers)
-            except OSError:
-                pass
         self.process.terminate()
         self.process.wait(timeout=60)
 
@@ -375,15 +375,15 @@ def render(rows: list[tuple], args) -> str:
     def number(value: float, fmt: str) -> str:
         return "-" if value != value else format(value, fmt)  # NaN: not measured
 
-    stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     header = ("| measure | target | conns | req/s | p50 ms | p99 ms | ratio | note |\n"
               "|---|---|---|---|---|---|---|---|\n")
     lines = [f"| {m} | {t} | {c} | {number(r, '.0f')} | {number(a, '.1f')} | {number(b, '.1f')} | "
              f"{number(q, '.2f')} | {n} |" for m, t, c, r, a, b, q, n in rows]
     return (f"## bench/side_by_side.py — {stamp}\n\nMachine: {platform.node()}, {os.cpu_count()} cores, "
             f"{platform.platform()}, Python {platform.python_version()}; load average before the run "
-            f"{args.load_before:.2f}. Phases of {args.seconds:g} s, wrk keep-alive; GET ratios are to slurmrestd at the "
-            f"same connection count, the listing's to slurmrestd /jobs, submit's to the raw CLI.\n\n"
+            f"{args.load_before:.2f}. Phases of {args.seconds:g} s, wrk keep-alive; GET ratios are to slurmrestd "
+            f"at the same connection count, the listing's to slurmrestd /jobs, submit's to the raw CLI.\n\n"
             + header + "\n".join(lines) + "\n")
 
 

@@ -1,6 +1,7 @@
 """soca-api: the SOCA-compatible HTTP/REST job service. `create_app` is the app factory."""
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 
@@ -38,10 +39,8 @@ def _private_sqlite_file(uri: str) -> None:
     # Never open (and close) an existing database file: closing any descriptor of it
     # drops every POSIX lock this process holds on it, under SQLite's feet.
     if not os.path.exists(path):
-        try:
+        with contextlib.suppress(FileExistsError):  # another process created it meanwhile
             os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
-        except FileExistsError:
-            pass  # another process created it meanwhile
     for suffix in ("", "-wal", "-shm"):
         if os.path.exists(path + suffix) and os.stat(path + suffix).st_mode & 0o077:
             os.chmod(path + suffix, 0o600)
@@ -67,6 +66,8 @@ def _drain_refused_body() -> None:
     if length > 4 * (current_app.config["MAX_CONTENT_LENGTH"] or 0):
         return
     stream = request.environ.get("wsgi.input")
+    if stream is None:  # not a WSGI server's request: nothing to read
+        return
     try:
         while length > 0:
             chunk = stream.read(min(length, 65536))

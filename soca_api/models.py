@@ -1,16 +1,16 @@
 """The database schema. It is created only by the migrations in migrations/."""
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from soca_api.extensions import db
+from soca_api.extensions import Model, db
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc).replace(tzinfo=None)
+    return datetime.now(UTC).replace(tzinfo=None)
 
 
 def iso_utc(value: datetime | None) -> str | None:
@@ -26,7 +26,7 @@ group_members = sa.Table(
 )
 
 
-class User(db.Model):
+class User(Model):
     __tablename__ = "users"
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -43,10 +43,10 @@ class User(db.Model):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     deleted_at: Mapped[datetime | None] = mapped_column()
 
-    groups: Mapped[list["Group"]] = relationship(secondary=group_members, back_populates="members")
+    groups: Mapped[list[Group]] = relationship(secondary=group_members, back_populates="members")
 
 
-class Group(db.Model):
+class Group(Model):
     __tablename__ = "groups"
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -57,7 +57,7 @@ class Group(db.Model):
     members: Mapped[list[User]] = relationship(secondary=group_members, back_populates="groups")
 
 
-class ApiKey(db.Model):
+class ApiKey(Model):
     """An API key: a keyed digest to authenticate, and an encrypted copy to show again.
 
     Neither column lets a copy of the database authenticate without the server secret.
@@ -75,7 +75,7 @@ class ApiKey(db.Model):
     user: Mapped[User] = relationship()
 
 
-class AuthFailure(db.Model):
+class AuthFailure(Model):
     """Failed authentications of one subject (an address, or an address and a user name)
     in the current window; the database's copy of the counts when no Redis is configured."""
 
@@ -86,7 +86,7 @@ class AuthFailure(db.Model):
     failures: Mapped[int] = mapped_column()
 
 
-class AuditEvent(db.Model):
+class AuditEvent(Model):
     __tablename__ = "audit_events"
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -99,7 +99,7 @@ class AuditEvent(db.Model):
     remote_addr: Mapped[str | None] = mapped_column(sa.String(64))
 
 
-class Queue(db.Model):
+class Queue(Model):
     __tablename__ = "queues"
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -109,7 +109,7 @@ class Queue(db.Model):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
-class Job(db.Model):
+class Job(Model):
     """Every job the service accepted, whatever the backend: its record and history.
 
     On the local backend this row IS the queue; on PBS and Slurm it is the service's own
@@ -168,7 +168,7 @@ class Job(db.Model):
     synced_at: Mapped[datetime | None] = mapped_column()
 
 
-class IdempotencyKey(db.Model):
+class IdempotencyKey(Model):
     """A client's Idempotency-Key for one job submission, written in the job's own
     transaction: a retry finds the job the first try created, even after a crash."""
 
@@ -186,7 +186,7 @@ class IdempotencyKey(db.Model):
     created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
 
 
-class JobAccount(db.Model):
+class JobAccount(Model):
     """The dedicated uid a root service gives an API user without an eligible POSIX account.
 
     Rows are never deleted: a uid handed out once is never given to anyone else, so files
@@ -201,7 +201,7 @@ class JobAccount(db.Model):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
-class SchedulerLease(db.Model):
+class SchedulerLease(Model):
     """Who runs the one reconciler of a deployment: held while renewed before it expires."""
 
     __tablename__ = "scheduler_leases"

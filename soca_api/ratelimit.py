@@ -80,6 +80,7 @@ class DatabaseCounts:
         period = item.get_expiry()
         now = time.time()
         table = AuthFailure.__table__
+        assert isinstance(table, sa.Table)  # (typed as any FromClause) a plain mapped table
         stale = table.c.window_start <= now - period
         # Its own short transaction: the request's session may hold unrelated work.
         with db.engine.begin() as connection:
@@ -93,14 +94,19 @@ class DatabaseCounts:
                                                       table.c.subject.startswith(f"{scope}/")))
 
 
-def _upsert(dialect: str, table: sa.Table, values: dict, updates: dict):
+def _upsert(dialect: str, table: sa.Table, values: dict, updates: dict) -> sa.Insert:
+    # Each dialect's own INSERT ... ON CONFLICT (the same call on two unrelated classes).
     if dialect == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    elif dialect == "sqlite":
-        from sqlalchemy.dialects.sqlite import insert
-    else:
-        raise RuntimeError(f"failure counts need SQLite or PostgreSQL (or SOCA_REDIS_URL), not {dialect}")
-    return insert(table).values(**values).on_conflict_do_update(index_elements=[table.c.subject], set_=updates)
+        from sqlalchemy.dialects import postgresql
+
+        return postgresql.insert(table).values(**values).on_conflict_do_update(
+            index_elements=[table.c.subject], set_=updates)
+    if dialect == "sqlite":
+        from sqlalchemy.dialects import sqlite
+
+        return sqlite.insert(table).values(**values).on_conflict_do_update(
+            index_elements=[table.c.subject], set_=updates)
+    raise RuntimeError(f"failure counts need SQLite or PostgreSQL (or SOCA_REDIS_URL), not {dialect}")
 
 
 def init_app(app: Flask) -> None:

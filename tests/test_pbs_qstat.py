@@ -1,4 +1,4 @@
-"""The qstat parsers against every recorded OpenPBS output (shared/fixtures/openpbs) and
+"""The qstat parsers against every recorded OpenPBS output (tests/fixtures/openpbs) and
 the text that Torque and Slurm's Torque wrapper print."""
 from __future__ import annotations
 

@@ -1,14 +1,14 @@
 """initial schema
 
 Revision ID: 0001
-Revises: 
+Revises:
 Create Date: 2026-11-28 13:14:14.901831
 
 """
-from alembic import op
-import sqlalchemy as sa
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
+import sqlalchemy as sa
+from alembic import op
 
 # revision identifiers, used by Alembic.
 revision = '0001'
@@ -135,7 +135,7 @@ def upgrade():
     # The two queues SOCA clusters start with; the seed script asks for "normal".
     queues = sa.table("queues", sa.column("name", sa.String), sa.column("enabled", sa.Boolean),
                       sa.column("rules", sa.JSON), sa.column("created_at", sa.DateTime))
-    now = datetime.now(timezone.utc).replace(tzinfo=None)
+    now = datetime.now(UTC).replace(tzinfo=None)
     op.bulk_insert(queues, [{"name": name, "enabled": True, "rules": {}, "created_at": now}
                             for name in ("normal", "high")])
 

@@ -6,8 +6,6 @@ Create Date: 2026-11-28 13:40:50.576475
 
 """
 from alembic import op
-import sqlalchemy as sa
-
 
 # revision identifiers, used by Alembic.
 revision = '0002'

@@ -10,9 +10,8 @@ instance on the same database) sees the same counts. `users.credentials_epoch` i
 whenever a key of the user is revoked or the user is deleted: a worker's short cache of
 verified keys checks it in the one query it makes per call.
 """
-from alembic import op
 import sqlalchemy as sa
-
+from alembic import op
 
 # revision identifiers, used by Alembic.
 revision = '0006'

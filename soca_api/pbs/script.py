@@ -507,10 +507,8 @@ def _nodes_layout(
     chunks = []
     for count, ncpus, ppn, props in spec.terms:
         chunk = _Chunk(count, {prop: "True" for prop in props})
-        if per_chunk_ncpus is not None:
-            chunk_ncpus = per_chunk_ncpus
-        else:
-            chunk_ncpus = (1 if ncpus is None else ncpus) * (ppn or 1)
+        own_ncpus = (1 if ncpus is None else ncpus) * (ppn or 1)
+        chunk_ncpus = own_ncpus if per_chunk_ncpus is None else per_chunk_ncpus
         chunk.resources["ncpus"] = str(chunk_ncpus)
         if ppn is not None:
             chunk.resources["mpiprocs"] = str(ppn)

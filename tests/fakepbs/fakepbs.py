@@ -34,9 +34,8 @@ COMMANDS = ("qsub", "qstat", "qdel", "qhold", "qrls")
 SCENARIO_FILE = "scenario.json"
 LOG_FILE = "calls.log"
 UNMATCHED_EXIT = 99
-# shared/ lies beside the project checkout, for developers and CI alike.
-FIXTURES_DIR = os.environ.get("SOCA_PBS_FIXTURES", os.path.normpath(os.path.join(
-    os.path.dirname(os.path.abspath(__file__)), "..", "..", "..", "shared", "fixtures", "openpbs")))
+# The recordings are part of the repository (tests/fixtures/README.md says where from).
+FIXTURES_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "fixtures", "openpbs")
 
 
 # -- the program ------------------------------------------------------------------------
@@ -94,7 +93,7 @@ def _log(here: str, record: dict) -> None:
 
 @dataclass(frozen=True)
 class Recorded:
-    """One recorded command of `../shared/fixtures/openpbs/`."""
+    """One recorded command of `tests/fixtures/openpbs/`."""
 
     name: str
     user: str
