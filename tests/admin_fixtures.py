@@ -14,6 +14,7 @@ from soca_api.models import Job
 from tests.conftest import build_stack, make_data_dir, unique_name
 from tests.helpers import Account
 
+
 def queue_name() -> str:
     name = unique_name("q")
     assert len(name) <= 15

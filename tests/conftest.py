@@ -97,7 +97,7 @@ class Stack:
         launched = time.time()
         self.runner = subprocess.Popen(
             [sys.executable, "-m", "flask", "--app", "wsgi", "scheduler", "run"],
-            cwd=PROJECT_DIR, env=self.env, stdout=subprocess.DEVNULL, stderr=open(
+            cwd=PROJECT_DIR, env=self.env, stdout=subprocess.DEVNULL, stderr=open(  # noqa: SIM115 - the runner writes to it for its whole life
                 os.path.join(self.data_dir, "runner.log"), "ab"))
         heartbeat = os.path.join(self.data_dir, "runner.heartbeat")
         deadline = time.time() + 30

@@ -10,6 +10,7 @@ from functools import cached_property
 import pytest
 
 from soca_api.services import accounts
+from tests.admin_fixtures import account as new_account
 from tests.admin_fixtures import (
     add_job,
     audit_events,
@@ -22,7 +23,6 @@ from tests.admin_fixtures import (
     queue_name,
     user_row,
 )
-from tests.admin_fixtures import account as new_account
 from tests.conftest import unique_name
 from tests.helpers import Account
 
@@ -292,7 +292,8 @@ def test_group_named_by_a_queue_rule_cannot_be_deleted(app, client, admin):
 def test_put_group_validates_action(app, client, admin, make_user):
     group = make_group(app)
     bob = make_user()
-    response = client.put("/api/ldap/group", headers=admin.headers, data={"group": group, "user": bob.name, "action": "drop"})
+    response = client.put("/api/ldap/group", headers=admin.headers,
+                          data={"group": group, "user": bob.name, "action": "drop"})
     assert response.status_code == 400 and "action is invalid" in response.json["message"]
 
 

@@ -48,7 +48,8 @@ def test_missing_header_is_named(client, headers, missing):
 
 def test_password_is_accepted_only_for_the_key_endpoint(client, make_user):
     bob = make_user(password="Another-Pass-77")
-    response = client.get("/api/scheduler/jobs", headers={"X-SOCA-USER": bob.name, "X-SOCA-PASSWORD": "Another-Pass-77"})
+    response = client.get("/api/scheduler/jobs",
+                          headers={"X-SOCA-USER": bob.name, "X-SOCA-PASSWORD": "Another-Pass-77"})
     assert response.status_code == 401
 
 
@@ -197,9 +198,8 @@ def test_models_and_migrations_agree(app):
     from alembic.autogenerate import compare_metadata
     from alembic.migration import MigrationContext
 
-    with app.app_context():
-        with db.engine.connect() as connection:
-            differences = compare_metadata(MigrationContext.configure(connection), db.metadata)
+    with app.app_context(), db.engine.connect() as connection:
+        differences = compare_metadata(MigrationContext.configure(connection), db.metadata)
     assert differences == []
 
 

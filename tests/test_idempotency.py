@@ -151,7 +151,8 @@ def test_idempotent_submit_on_pbs_calls_qsub_once_and_a_refusal_frees_the_key(tm
     account = api_user(stack.app, "pbsidem")
     key = uuid.uuid4().hex
     recorded = load_fixture("01_qsub_seed_asis_unknown_resource.txt")
-    fake.add(["qsub", "-k", "doe", "testjob.sh"], stdout=recorded.stdout, stderr=recorded.stderr, exit_code=recorded.exit_code)
+    fake.add(["qsub", "-k", "doe", "testjob.sh"], stdout=recorded.stdout, stderr=recorded.stderr,
+             exit_code=recorded.exit_code)
     refused = post(client, account, SEED_PAYLOAD, key)
     assert refused.status_code == 400
     # The refusal created no job: the same key may try again, and now qsub accepts.

@@ -234,7 +234,8 @@ def test_cpus_are_slots_jobs_wait_while_taken(client, user):
 
 # -- environment and identity ------------------------------------------------------------------
 def test_job_gets_pbs_environment_and_not_the_services(client, user):
-    job_id = submit(client, user, "#!/bin/sh\n#PBS -N envjob\n#PBS -v COLOR=blue,SIZE=3\n#PBS -l select=1:ncpus=2\nenv\n")
+    job_id = submit(client, user,
+                    "#!/bin/sh\n#PBS -N envjob\n#PBS -v COLOR=blue,SIZE=3\n#PBS -l select=1:ncpus=2\nenv\n")
     wait_for_state(client, user, job_id, "F")
     env = dict(line.split("=", 1) for line in output_of(client, user, job_id)["data"].splitlines() if "=" in line)
     assert env["PBS_JOBID"] == job_id and env["PBS_JOBNAME"] == "envjob"

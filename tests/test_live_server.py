@@ -12,8 +12,8 @@ import pytest
 import requests
 
 from tests.conftest import make_data_dir, service_env
-from tests.live import create_user, flask_cli, free_port, kill_service, prepared_service, start_gunicorn
 from tests.helpers import SEED_PAYLOAD, encode
+from tests.live import create_user, flask_cli, free_port, kill_service, prepared_service, start_gunicorn
 from tests.services import require
 
 REDIS_URL = os.environ.get("SOCA_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -29,15 +29,16 @@ def redis_available() -> bool:
 
 
 def self_signed_pair(folder: str) -> tuple[str, str]:
+    import ipaddress
+
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import ec
     from cryptography.x509.oid import NameOID
-    import ipaddress
 
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
 
     cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
             .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=5))
@@ -112,8 +113,8 @@ def test_seed_curl_commands_verbatim_over_https(live):
 
 def test_second_seed_job_runs_to_completion_under_gunicorn(live):
     headers = {"X-SOCA-USER": live["user"], "X-SOCA-TOKEN": live["key"]}
-    job_id = requests.post(f"{live['base']}/api/scheduler/job", headers=headers, files={"payload": (None, SEED_PAYLOAD)},
-                           verify=live["cert"], timeout=10).json()["message"]
+    job_id = requests.post(f"{live['base']}/api/scheduler/job", headers=headers,
+                           files={"payload": (None, SEED_PAYLOAD)}, verify=live["cert"], timeout=10).json()["message"]
     deadline = time.time() + 20
     state = None
     while time.time() < deadline:

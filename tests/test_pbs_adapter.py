@@ -313,7 +313,8 @@ def test_finished_subjob_comes_from_history(fake, adapter):
 
 def test_deleted_job_finishes_with_271(fake, adapter):
     fake.add(SNAPSHOT, stdout=all_jobs_json())
-    fake.add(["qstat", "-x", "-f", "-F", "json", "2"], stdout=load_fixture("06_qstat_f_json_after_finish_no_x.txt").stdout,
+    fake.add(["qstat", "-x", "-f", "-F", "json", "2"],
+             stdout=load_fixture("06_qstat_f_json_after_finish_no_x.txt").stdout,
              stderr="qstat: 2.pbshost Job has finished, use -x or -H to obtain historical job information\n",
              exit_code=35, source="06 with the id of 14b")
     fake.add_fixture(["qstat", "-x", "-f", "-F", "json", "2"], "14b_qstat_x_f_json_after_qdel_later.txt")
@@ -369,7 +370,8 @@ def test_invalid_json_snapshot_is_502(fake, adapter):
 
 
 def test_server_down_on_qstat_is_503(fake, adapter):
-    fake.add(SNAPSHOT, stderr="Connection refused\nqstat: cannot connect to server pbshost (errno=15010)\n", exit_code=1)
+    fake.add(SNAPSHOT, stderr="Connection refused\nqstat: cannot connect to server pbshost (errno=15010)\n",
+             exit_code=1)
     with pytest.raises(SchedulerUnavailable):
         adapter.info("1")
 

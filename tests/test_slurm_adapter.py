@@ -19,8 +19,8 @@ from datetime import datetime, timedelta
 import pytest
 
 from soca_api.pbs.script import parse_script
-from soca_api.schedulers.slurm import adapter as slurm_module
 from soca_api.schedulers.errors import JobNotFound, JobRejected, SchedulerError, SchedulerUnavailable
+from soca_api.schedulers.slurm import adapter as slurm_module
 from soca_api.schedulers.slurm.adapter import SUBMIT_REJECTED, SlurmAdapter
 from soca_api.schedulers.values import ArraySpec, Dependency, JobInfo, JobRequest, SubmitContext
 from tests.helpers import wait_for_adapter_state

@@ -14,7 +14,8 @@ scheduler_cli = AppGroup("scheduler", help="The local runner, or the PBS/Slurm r
 def run_scheduler(cpus: int | None, exit_with_parent: bool) -> None:
     """Local backend: run the local runner (one per data folder; others wait as standby).
     PBS / Slurm: run the reconciler (one per deployment, by a lease in the database)."""
-    from soca_api.schedulers.local.runner import Runner, exit_with_parent as bind_to_parent
+    from soca_api.schedulers.local.runner import Runner
+    from soca_api.schedulers.local.runner import exit_with_parent as bind_to_parent
 
     if exit_with_parent:
         bind_to_parent()

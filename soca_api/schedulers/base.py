@@ -10,7 +10,7 @@ from __future__ import annotations
 import abc
 from dataclasses import dataclass
 
-from soca_api.schedulers.errors import JobNotFound, SchedulerError
+from soca_api.schedulers.errors import JobNotFound, SchedulerError, SchedulerUnavailable
 from soca_api.schedulers.values import JobInfo, JobRequest, SubmitContext
 
 
@@ -91,7 +91,7 @@ class SchedulerAdapter(abc.ABC):
         a label that keeps each backend's rows apart, never a reason to branch."""
         return self.name
 
-    def rows_committed(self) -> None:
+    def rows_committed(self) -> None:  # noqa: B027 - optional hook, nothing by default
         """Told after the service committed job rows (rows_are_queue): the scheduler may
         look at its queue again. Nothing to do for a scheduler with its own queue."""
 
@@ -103,11 +103,11 @@ class SchedulerAdapter(abc.ABC):
         except SchedulerError as exc:
             raise SchedulerUnavailable(f"Cannot list the scheduler's queues: {exc.message}") from None
 
-    def apply_queue(self, name: str) -> None:
+    def apply_queue(self, name: str) -> None:  # noqa: B027 - optional hook, nothing by default
         """Make the scheduler's side of queue `name` ready before the service records it,
         or raise why it cannot be (QueueRejected, or the command's failure). Nothing to do
         when the recorded queue is all there is, or the service does not manage queues."""
 
-    def remove_queue(self, name: str) -> None:
+    def remove_queue(self, name: str) -> None:  # noqa: B027 - optional hook, nothing by default
         """Remove the scheduler's side of queue `name` (manages_queues), before the
         service forgets it. Nothing to do otherwise."""

@@ -25,7 +25,7 @@ import signal
 import socket
 import time
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
@@ -34,7 +34,7 @@ from soca_api.extensions import db
 from soca_api.models import Job, SchedulerLease, utcnow
 from soca_api.schedulers.errors import SchedulerError
 from soca_api.schedulers.records import info_to_record
-from soca_api.schedulers.values import ACTIVE_STATES, SUBSTATE_DELETED, SUBSTATES, JobInfo
+from soca_api.schedulers.values import SUBSTATE_DELETED, SUBSTATES, JobInfo
 
 log = logging.getLogger("soca_api.reconciler")
 
@@ -50,7 +50,7 @@ def to_utc(moment: datetime | None) -> datetime | None:
     """A scheduler time (naive local, or aware) as the rows keep it: naive UTC."""
     if moment is None:
         return None
-    return moment.astimezone(timezone.utc).replace(tzinfo=None)
+    return moment.astimezone(UTC).replace(tzinfo=None)
 
 
 def apply_info(row: Job, info: JobInfo, now: datetime) -> bool:

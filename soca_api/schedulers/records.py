@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import socket
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from soca_api.models import Job, utcnow
 from soca_api.schedulers.values import JobInfo
@@ -17,7 +17,7 @@ _HOST = socket.gethostname()
 
 def _aware(moment: datetime | None) -> datetime | None:
     """Rows keep naive UTC; JobInfo carries aware times so views can show local time."""
-    return moment.replace(tzinfo=timezone.utc) if moment is not None else None
+    return moment.replace(tzinfo=UTC) if moment is not None else None
 
 
 _TIME_FIELDS = ("created", "queued", "modified", "eligible", "started", "finished")

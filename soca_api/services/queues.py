@@ -270,10 +270,7 @@ def type_matches(instance_type: str, entries: Iterable[str]) -> bool:
     """`c5.large` matches the entries `c5.large`, `c5` (its family) and `*`."""
     instance_type = instance_type.lower()
     family = instance_type.split(".", 1)[0]
-    for entry in entries:
-        if entry == EVERYONE or entry == instance_type or ("." not in entry and entry == family):
-            return True
-    return False
+    return any(entry in (EVERYONE, instance_type) or "." not in entry and entry == family for entry in entries)
 
 
 # -- queues --------------------------------------------------------------------------------

@@ -15,7 +15,6 @@ from soca_api.errors import ApiError
 from soca_api.pbs import script as pbs_script
 from soca_api.services import accounts, audit, groups, queues
 from soca_api.validation import AUDIT_ACTION, AUDIT_ACTOR
-from soca_api.web.site import blueprint
 from soca_api.web.auth import admin_required, current_user
 from soca_api.web.forms import (
     AdminRightsForm,
@@ -27,6 +26,7 @@ from soca_api.web.forms import (
     QueueEditForm,
     UserCreateForm,
 )
+from soca_api.web.site import blueprint
 
 AUDIT_PAGE = 50
 

@@ -33,8 +33,8 @@ from soca_api import ratelimit
 from soca_api.extensions import db
 from soca_api.models import User
 from soca_api.services import accounts, audit
-from soca_api.web.site import blueprint
 from soca_api.web.forms import ConfirmForm, LoginForm
+from soca_api.web.site import blueprint
 
 SESSION_KEYS = ("uid", "epoch", "nonce", "at")
 

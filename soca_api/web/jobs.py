@@ -32,9 +32,9 @@ from soca_api.pbs import script as pbs_script
 from soca_api.services import audit, queue_rules, queues
 from soca_api.services import jobs as job_service
 from soca_api.validation import JOB_ID, QUEUE_NAME, is_valid
-from soca_api.web.site import blueprint
 from soca_api.web.auth import current_user, login_required
 from soca_api.web.forms import ConfirmForm, SubmitForm
+from soca_api.web.site import blueprint
 
 PAGE_SIZE = 100
 OUTPUT_CHUNK = 256 * 1024
@@ -78,10 +78,7 @@ def set_queue_directive(script: str, queue: str) -> tuple[str, int | None]:
         effective = queue if replaced else None  # the error will be shown anyway
     if effective == queue:
         return candidate, None
-    if block:
-        at = block[-1] + 1
-    else:
-        at = 1 if lines and lines[0].startswith("#!") else 0
+    at = block[-1] + 1 if block else 1 if lines and lines[0].startswith("#!") else 0
     lines.insert(at, f"#PBS -q {queue}")
     return "\n".join(lines), at + 1
 

@@ -8,9 +8,9 @@ from __future__ import annotations
 from flask import flash, redirect, render_template, request, url_for
 
 from soca_api.services import accounts, audit
-from soca_api.web.site import blueprint
 from soca_api.web.auth import current_user, login_required
 from soca_api.web.forms import ConfirmForm
+from soca_api.web.site import blueprint
 
 # The seed's example payload and job id, so the examples read exactly as the document.
 SEED_PAYLOAD = (

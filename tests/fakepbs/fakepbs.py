@@ -135,17 +135,17 @@ class FakePbs:
         return os.path.join(self.bin_dir, LOG_FILE)
 
     def add(self, argv: list[str], stdout: str = "", stderr: str = "", exit_code: int = 0,
-            sleep: float = 0.0, source: str | None = None) -> "FakePbs":
+            sleep: float = 0.0, source: str | None = None) -> FakePbs:
         self.entries = [e for e in self.entries if e["argv"] != argv]
         self.entries.append({"argv": argv, "stdout": stdout, "stderr": stderr, "exit": exit_code,
                              "sleep": sleep, "source": source})
         return self.write()
 
-    def add_fixture(self, argv: list[str], fixture: str) -> "FakePbs":
+    def add_fixture(self, argv: list[str], fixture: str) -> FakePbs:
         recorded = load_fixture(fixture)
         return self.add(argv, recorded.stdout, recorded.stderr, recorded.exit_code, source=fixture)
 
-    def write(self) -> "FakePbs":
+    def write(self) -> FakePbs:
         # Write then rename: a fake starting meanwhile reads the old or the new, never half.
         path = os.path.join(self.bin_dir, SCENARIO_FILE)
         with open(path + ".tmp", "w", encoding="utf-8") as handle:

@@ -308,10 +308,7 @@ class Runner:
                 job.comment = "Job deleted: its dependency can never be satisfied"
                 changed = True
             elif verdict == "met":
-                if job.start_after is not None and job.start_after > local_now:
-                    new_state = "W"
-                else:
-                    new_state = "Q"
+                new_state = "W" if job.start_after is not None and job.start_after > local_now else "Q"
                 if new_state != job.state:
                     job.state, job.substate, job.modified_at = new_state, SUBSTATES[new_state], now
                     changed = True

@@ -25,6 +25,7 @@ from soca_api.schedulers.errors import (
     SchedulerError,
     SchedulerUnavailable,
 )
+from soca_api.schedulers.pbs import qmgr
 from soca_api.schedulers.pbs.ids import api_short_id, is_subjob, parse_qsub_output
 from soca_api.schedulers.pbs.qstat import (
     QstatParseError,
@@ -35,7 +36,6 @@ from soca_api.schedulers.pbs.qstat import (
     parse_qstat_text,
     short_job_id,
 )
-from soca_api.schedulers.pbs import qmgr
 from soca_api.schedulers.pbs.translate import added_options, script_file_name
 from soca_api.schedulers.snapshot import BackgroundSnapshot, SingleFlight
 from soca_api.schedulers.values import JobInfo, JobRequest, SubmitContext
@@ -87,7 +87,7 @@ class _Snapshot:
     by_short_id: dict[str, str] = field(default_factory=dict)  # "16[]" -> "16[].pbshost"
 
     @classmethod
-    def build(cls, jobs: dict[str, dict]) -> "_Snapshot":
+    def build(cls, jobs: dict[str, dict]) -> _Snapshot:
         return cls(jobs, {short_job_id(full): full for full in jobs})
 
     def find(self, short_id: str) -> tuple[str, dict] | None:

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from soca_api.schedulers.errors import SchedulerError
 from soca_api.schedulers.commands import CommandResult
+from soca_api.schedulers.errors import SchedulerError
 from soca_api.validation import QUEUE_NAME
 
 # qmgr's stderr as the client sees it: its first lines, never more than this.

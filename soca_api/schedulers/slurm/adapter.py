@@ -14,6 +14,7 @@ outputs in tests/fixtures/slurm/):
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import pwd
 import secrets
@@ -26,8 +27,8 @@ from soca_api.schedulers.commands import CommandResult, RunAs, clean_environment
 from soca_api.schedulers.errors import (
     JobNotFound,
     JobRejected,
-    QueueRejected,
     PermissionDenied,
+    QueueRejected,
     SchedulerError,
     SchedulerTimeout,
     SchedulerUnavailable,
@@ -90,10 +91,8 @@ def _run_as(context: SubmitContext) -> RunAs | None:
     if context.run_as_uid is None:
         return None
     entry = None
-    try:
+    with contextlib.suppress(KeyError):
         entry = pwd.getpwuid(context.run_as_uid)
-    except KeyError:
-        pass
     gid = context.run_as_gid if context.run_as_gid is not None else (entry.pw_gid if entry else context.run_as_uid)
     home = context.home or (entry.pw_dir if entry else context.job_dir)
     return RunAs(context.user, context.run_as_uid, gid, tuple(context.run_as_groups), home)

@@ -203,10 +203,7 @@ def _mail_arguments(request: JobRequest) -> list[str]:
     if request.mail_points == "a" and not request.mail_users:
         return []
     points = request.mail_points or "n"
-    if "n" in points:
-        types = ["NONE"]
-    else:
-        types = [MAIL_TYPES[p] for p in "beaj" if p in points]
+    types = ["NONE"] if "n" in points else [MAIL_TYPES[p] for p in "beaj" if p in points]
     args = [f"--mail-type={','.join(types)}"]
     if request.mail_users:
         args.append(f"--mail-user={request.mail_users}")

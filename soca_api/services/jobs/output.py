@@ -32,10 +32,7 @@ def read_output(user: User, job_id: str, stream: str, *, offset: int | None, len
     fd = _open_job_output(record, path, stream, job_id)
     with os.fdopen(fd, "rb") as handle:
         size = os.fstat(handle.fileno()).st_size
-        if tail is not None:
-            start = _tail_start(handle, size, tail)
-        else:
-            start = min(offset or 0, size)
+        start = _tail_start(handle, size, tail) if tail is not None else min(offset or 0, size)
         handle.seek(start)
         data = handle.read(min(length, size - start) if tail is None else size - start)
     if start + len(data) < size or record.state != "F":

@@ -7,6 +7,7 @@ current or the job has no record yet.
 """
 from __future__ import annotations
 
+import contextlib
 from datetime import timedelta
 
 import sqlalchemy as sa
@@ -184,10 +185,8 @@ def final_attributes(user: User, job_id: str) -> dict[str, object]:
     adapter = get_adapter()
     if not adapter.capabilities.rows_are_queue and record.state != "F" and record.deleted_at is None \
             and not rows_current(adapter):
-        try:
+        with contextlib.suppress(ApiError):
             job_info(user, job_id)  # no reconciler: refresh the record from the scheduler
-        except ApiError:
-            pass
         db.session.refresh(record)
     if record.state != "F":
         raise ApiError(409, f"Job {job_id} has not finished yet (state {record.state})")
