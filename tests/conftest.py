@@ -19,8 +19,8 @@ from pathlib import Path
 import pytest
 
 from config import normalise_database_url
+from tests.external import require
 from tests.helpers import Account
-from tests.services import require
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 PG_ADMIN_URL = os.environ.get("SOCA_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")

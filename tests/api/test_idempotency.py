@@ -12,9 +12,9 @@ import sqlalchemy as sa
 from soca_api.extensions import db
 from soca_api.models import IdempotencyKey, Job, utcnow
 from tests.conftest import build_stack
+from tests.external import require_slurm
 from tests.helpers import SEED_PAYLOAD, encode
 from tests.live import create_user, kill_service, prepared_service, start_gunicorn
-from tests.services import require_slurm
 
 URL = "/api/scheduler/job"
 

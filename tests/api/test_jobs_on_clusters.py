@@ -15,9 +15,9 @@ import pytest
 from soca_api.extensions import db
 from soca_api.models import Queue
 from tests.conftest import build_stack, make_data_dir
+from tests.external import require_slurm
 from tests.fakepbs.fakepbs import FakePbs
 from tests.helpers import SEED_PAYLOAD, encode, job_attributes, submit, wait_for_state
-from tests.services import require_slurm
 
 POSIX_USER = "socatest"
 JOB_GONE = "Unable to retrieve Job ID (job may have terminated and is no longer in the queue)"
@@ -142,7 +142,7 @@ def test_pbs_adapter_over_torque_wrappers_runs_and_reads_back(torque_app):
 
 
 # -- replayed OpenPBS faults through the API ------------------------------------------------
-# (a refusal a real server gives is tested against it: tests/test_openpbs_api.py)
+# (a refusal a real server gives is tested against it: tests/schedulers/pbs/test_openpbs.py)
 # The seed names its job; the adapter adds direct write of the output files.
 SEED_QSUB = ["qsub", "-k", "doe", "testjob.sh"]
 

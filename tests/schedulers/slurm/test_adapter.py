@@ -23,8 +23,8 @@ from soca_api.schedulers.errors import JobNotFound, JobRejected, SchedulerError,
 from soca_api.schedulers.slurm import adapter as slurm_module
 from soca_api.schedulers.slurm.adapter import SUBMIT_REJECTED, SlurmAdapter
 from soca_api.schedulers.values import ArraySpec, Dependency, JobInfo, JobRequest, SubmitContext
+from tests.external import require_slurm
 from tests.helpers import wait_for_adapter_state
-from tests.services import require_slurm
 
 pytestmark = pytest.mark.slurm
 

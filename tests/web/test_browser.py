@@ -19,9 +19,9 @@ import pytest
 import requests
 
 from tests.conftest import PROJECT_DIR, make_data_dir, service_env
+from tests.external import require
 from tests.helpers import SEED_SCRIPT
 from tests.live import free_port, start_gunicorn
-from tests.services import require
 
 pytestmark = pytest.mark.browser
 

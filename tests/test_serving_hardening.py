@@ -11,7 +11,7 @@ import requests
 
 from tests.conftest import make_data_dir, service_env
 from tests.live import flask_cli, free_port, start_gunicorn
-from tests.test_live_server import self_signed_pair
+from tests.test_serving import self_signed_pair
 
 
 @pytest.fixture(scope="module")

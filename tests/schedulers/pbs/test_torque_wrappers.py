@@ -18,8 +18,8 @@ import pytest
 from soca_api.schedulers.errors import JobNotFound, JobRejected
 from soca_api.schedulers.pbs import PbsAdapter
 from soca_api.schedulers.values import JobRequest, SubmitContext
+from tests.external import require_slurm
 from tests.helpers import wait_for_adapter_state
-from tests.services import require_slurm
 
 pytestmark = pytest.mark.slurm
 

@@ -14,8 +14,8 @@ import pytest
 from soca_api.extensions import db
 from soca_api.models import Job, utcnow
 from tests.conftest import build_stack
+from tests.external import PBS_BIN, require, require_openpbs
 from tests.helpers import SEED_PAYLOAD, Account, encode, job_attributes, submit
-from tests.services import PBS_BIN, require, require_openpbs
 
 JOB_GONE = "Unable to retrieve Job ID (job may have terminated and is no longer in the queue)"
 OWNER, OTHER = "pbsalice", "pbsbob"  # POSIX accounts (.ci/run: PBS_USERS)

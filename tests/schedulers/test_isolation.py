@@ -22,6 +22,7 @@ import sqlalchemy as sa
 from soca_api.extensions import db
 from soca_api.models import Job, JobAccount
 from tests.conftest import PROJECT_DIR, build_stack, make_data_dir, service_env, unique_name
+from tests.external import require
 from tests.helpers import (
     SEED_PAYLOAD,
     SEED_SCRIPT,
@@ -32,7 +33,6 @@ from tests.helpers import (
     wait_for_state,
 )
 from tests.live import free_port
-from tests.services import require
 
 as_root = pytest.mark.skipif(os.geteuid() != 0, reason="these checks are of a root service")
 

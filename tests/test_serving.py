@@ -12,9 +12,9 @@ import pytest
 import requests
 
 from tests.conftest import make_data_dir, service_env
+from tests.external import require
 from tests.helpers import SEED_PAYLOAD, encode
 from tests.live import create_user, flask_cli, free_port, kill_service, prepared_service, start_gunicorn
-from tests.services import require
 
 REDIS_URL = os.environ.get("SOCA_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 
