@@ -4,7 +4,7 @@ from __future__ import annotations
 from flask import jsonify
 from werkzeug.exceptions import HTTPException
 
-# SOCA's own texts, which existing clients recognise (soca-contract.md).
+# SOCA's own texts, which existing clients recognise (docs/reference/soca-contract.md).
 JOB_GONE = "Unable to retrieve Job ID (job may have terminated and is no longer in the queue)"
 NOT_OWNER = "You are not the owner of this resource"
 SUBMIT_REFUSED = (

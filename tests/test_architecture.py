@@ -129,3 +129,14 @@ def test_modules_stay_small():
     long = {module: len(path.read_text().splitlines()) for module, path in MODULES.items()
             if module not in LONG_PARSERS}
     assert {m: n for m, n in long.items() if n > MAX_LINES} == {}
+
+
+def test_every_document_a_comment_cites_is_in_the_repository():
+    cited = set()
+    for folder in ("soca_api", "tests", "scripts", "bench"):
+        for path in (PROJECT_DIR / folder).rglob("*.py"):
+            cited |= set(re.findall(r"\bdocs/[\w./-]+\.md\b", path.read_text()))
+        for path in (PROJECT_DIR / folder).rglob("*.sh"):
+            cited |= set(re.findall(r"\bdocs/[\w./-]+\.md\b", path.read_text()))
+    assert cited, "the scan finds the citations"
+    assert sorted(doc for doc in cited if not (PROJECT_DIR / doc).is_file()) == []

@@ -4,7 +4,7 @@ Pure functions: no Flask, no I/O. Every rejection is a `ScriptError` whose messa
 safe to show a client: it names the line and quotes at most that one directive line,
 never the rest of the script (SOCA echoed whole scripts and tracebacks).
 
-Rules follow ../shared/docs/pbs-facts.md ("Directives") and the OpenPBS
+Rules follow docs/reference/pbs-facts.md ("Directives") and the OpenPBS
 pbs_resources(7B) conversion rules for `nodes=` and job-wide `ncpus`.
 """
 from __future__ import annotations
@@ -49,7 +49,7 @@ class ScriptTooLarge(ScriptError):
 
 # --- limits -------------------------------------------------------------------------
 
-MAX_JOB_NAME = 230  # pbs-facts.md; OpenPBS answers "Job name is too long" past it
+MAX_JOB_NAME = 230  # docs/reference/pbs-facts.md; OpenPBS answers "Job name is too long" past it
 MAX_ARRAY_SUBJOBS = 10_000  # OpenPBS's default server max_array_size
 _MAX_COUNT = 1_000_000  # chunk counts, ncpus, ppn: far above any real cluster
 _MAX_WALLTIME = 2**31 - 1  # seconds; PBS and Slurm keep it in 32 bits

@@ -9,14 +9,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
-# PBS job states (pbs-facts.md) are the letters every backend reports in.
+# PBS job states (docs/reference/pbs-facts.md) are the letters every backend reports in.
 ACTIVE_STATES = frozenset({"Q", "H", "W", "T", "R", "S", "U", "E", "B"})
 
 # PBS substates, as a real OpenPBS reports them with each state.
 SUBSTATES = {"Q": 10, "H": 20, "W": 30, "R": 42, "E": 50, "B": 42, "F": 92}
 SUBSTATE_DELETED = 91
 
-# PBS-style Exit_status values (pbs-facts.md).
+# PBS-style Exit_status values (docs/reference/pbs-facts.md).
 EXIT_KILLED_BY_SIGNAL_BASE = 256
 EXIT_WALLTIME = -29
 EXIT_ABORTED_ON_RESTART = -4  # JOB_EXEC_INITABT: non-rerunable job lost with its executor

@@ -1,6 +1,6 @@
 """The qstat attribute object (`qstat -f -F json` shape) for one normalised job.
 
-Whatever the backend, GET /api/scheduler/job answers with these keys (pbs-facts.md).
+Whatever the backend, GET /api/scheduler/job answers with these keys (docs/reference/pbs-facts.md).
 """
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """Queue rules, checked on every backend before the scheduler is called.
 
 SOCA left these to PBS hooks, so a user learned of a breach only through qsub's stderr
-(soca-contract.md, defect 6). Here each refusal names the queue and the rule, and lands in
+(docs/reference/soca-contract.md, defect 6). Here each refusal names the queue and the rule, and lands in
 the audit log as `job.refused`. The rules and their meaning are described in
 `soca_api.services.queues`.
 

@@ -3,9 +3,9 @@ wrappers (`qstat -f` text), through their command-line tools.
 
 Every command is an argument list run by `run_command` with a timeout and an explicit
 working directory; there is no shell. Job status comes from one shared snapshot of all
-jobs, refreshed at most every `cache_seconds` (soca-contract.md defect 7: one qstat per
+jobs, refreshed at most every `cache_seconds` (docs/reference/soca-contract.md defect 7: one qstat per
 API request overloads the PBS server, which also throttles itself to ~5 qstat/s per
-user, pbs-facts.md).
+user, docs/reference/pbs-facts.md).
 """
 from __future__ import annotations
 
@@ -42,7 +42,7 @@ from soca_api.schedulers.values import JobInfo, JobRequest, SubmitContext
 
 DIALECTS = ("auto", "json", "text")
 
-# Messages users recognise from SOCA (soca-contract.md).
+# Messages users recognise from SOCA (docs/reference/soca-contract.md).
 SUBMIT_REJECTED = (
     "Unable to submit the job. Please verify your script file (eg: malformed inputs, syntax "
     "error, extra space in the PBS variables ...) or refer to the 'stderr' message."
@@ -54,7 +54,7 @@ DETAIL_LIMIT = 300
 FINISHED_TTL_SECONDS = 60.0
 LOOKUP_CACHE_LIMIT = 4096
 
-# PBS exit codes (pbs-facts.md "Command results").
+# PBS exit codes (docs/reference/pbs-facts.md "Command results").
 EXIT_UNKNOWN_JOB = 153
 EXIT_JOB_FINISHED = 35
 EXIT_USAGE = 2

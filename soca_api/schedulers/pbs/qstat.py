@@ -2,7 +2,7 @@
 
 Pure functions: no subprocess, no I/O. Written against the recorded OpenPBS 23.06.06
 outputs (`../shared/fixtures/openpbs/`), the Torque text format and the output of
-Slurm's Torque wrapper (slurm-wlm-torque), as described in docs `pbs-facts.md`.
+Slurm's Torque wrapper (slurm-wlm-torque), as described in `docs/reference/pbs-facts.md`.
 
 - `parse_qstat_json`: OpenPBS / PBS Pro `qstat -f -F json` -> {full job id: attributes}
 - `parse_qstat_text`: classic `qstat -f` (OpenPBS text, Torque, Slurm's wrapper)
@@ -20,7 +20,7 @@ from soca_api.schedulers.values import JobInfo
 PBS_TIME_FORMAT = "%a %b %d %H:%M:%S %Y"
 
 # Attributes whose values are names or free text. PBS prints a numeric `-N 12345` or
-# `-P 42` back as a JSON number (pbs-facts.md): these always become strings.
+# `-P 42` back as a JSON number (docs/reference/pbs-facts.md): these always become strings.
 NAME_LIKE_KEYS = frozenset({
     "Job_Name", "project", "Account_Name", "Job_Owner", "queue", "server", "euser", "egroup",
     "group_list", "User_List", "Mail_Users", "Submit_Host", "Submit_arguments", "comment",

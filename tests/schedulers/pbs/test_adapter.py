@@ -121,7 +121,7 @@ def test_script_file_name_is_safe():
     assert script_file_name("a b;c") == "a_b_c.sh"
 
 
-# Every row of pbs-facts.md "Command results" for qsub. Recorded where a recording exists.
+# Every row of docs/reference/pbs-facts.md "Command results" for qsub. Recorded where a recording exists.
 REJECTIONS = [
     ("01_qsub_seed_asis_unknown_resource.txt", None, None),
     ("30_qsub_unknown_queue.txt", None, None),
@@ -376,7 +376,7 @@ def test_server_down_on_qstat_is_503(fake, adapter):
         adapter.info("1")
 
 
-# -- the shared snapshot (soca-contract.md defect 7) --------------------------------------
+# -- the shared snapshot (docs/reference/soca-contract.md defect 7) --------------------------------------
 
 def _concurrently(count: int, call) -> list:
     barrier = threading.Barrier(count)

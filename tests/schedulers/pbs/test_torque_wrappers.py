@@ -2,7 +2,7 @@
 qdel from Debian's slurm-wlm-torque) on the one-node Slurm of scripts/slurm-single-node.sh.
 
 The wrapper's qsub does not read `#PBS` lines, sbatch does and rejects the ones it does
-not know (slurm-ci.md): the scripts here stay to `-N` and `-q`.
+not know (docs/reference/slurm-ci.md): the scripts here stay to `-N` and `-q`.
 """
 from __future__ import annotations
 
