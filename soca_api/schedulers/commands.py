@@ -130,7 +130,7 @@ def _through_launcher(args: list[str], timeout: float, cwd: str | None, run_as: 
     floor = uid_floor()
     if type(run_as.uid) is not int or run_as.uid < floor or type(run_as.gid) is not int or run_as.gid < 1:
         raise PermissionDenied(f"Scheduler commands do not run as uid {run_as.uid} (below {floor})")
-    header = {"args": list(args), "cwd": cwd if cwd is not None else _current_dir(), "env": env,
+    header = {"args": list(args), "cwd": cwd, "env": env,
               "timeout": float(timeout), "uid": run_as.uid, "gid": run_as.gid,
               "groups": [int(g) for g in run_as.groups]}
     try:
@@ -161,10 +161,3 @@ def _through_launcher(args: list[str], timeout: float, cwd: str | None, run_as: 
         raise ValueError(answer.get("message", "invalid command"))
     raise OSError(answer.get("errno") or 0, answer.get("message") or "cannot run the command")
 
-
-def _current_dir() -> str | None:
-    # The worker's own working directory, as a direct child would inherit it.
-    try:
-        return os.getcwd()
-    except OSError:
-        return None

@@ -65,8 +65,10 @@ class Connection:
             self.process = subprocess.Popen(
                 [sys.executable, "-I", "-S", LAUNCHER_PATH, "--fd", str(theirs.fileno()),
                  "--min-uid", str(min_uid)],
+                # In this process's working directory: a command given no cwd starts there,
+                # as a direct child of the worker would.
                 pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                cwd="/", env=dict(_LAUNCHER_ENV), close_fds=True)
+                env=dict(_LAUNCHER_ENV), close_fds=True)
         except BaseException:
             ours.close()
             raise
@@ -167,11 +169,13 @@ class Connection:
                 self.process.wait()
 
     def kill(self) -> None:
-        try:
-            self.process.kill()
-        except OSError:
-            pass
+        """Stop a launcher that no longer answers: EOF first, so that it can still kill the
+        commands it runs; SIGKILL if it has not left a second later."""
         self.close()
+        try:
+            self.process.wait(timeout=1.0)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
 
 
 _lock = threading.Lock()
