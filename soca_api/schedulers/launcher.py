@@ -9,10 +9,12 @@ a root worker (~85 MB, many threads) would copy its page tables for every `sbatc
 Stdlib only, and nothing runs at import: the worker imports this module for `run_child`
 and the framing helpers; run as a script it serves its socket until the worker goes away.
 
-Protocol over a socketpair, one frame per message:
+Sockets: the control socket (a socketpair made by the worker, passed as --fd) carries
+only new channels, one socket per worker thread handed over with SCM_RIGHTS; its EOF means
+the worker is gone. Each channel is served by one launcher thread, one request at a time:
     4 bytes big-endian header length | header (UTF-8 JSON) | the blobs the header lists
-Request header: {"id", "args", "cwd", "env", "timeout", "uid", "gid", "groups", "blobs": [stdin]}.
-Answer header:  {"id", "returncode", "blobs": [stdout, stderr]} or {"id", "error", "message", "errno"}.
+Request header: {"args", "cwd", "env", "timeout", "uid", "gid", "groups", "blobs": [stdin]}.
+Answer header:  {"returncode", "blobs": [stdout, stderr]} or {"error", "message", "errno"}.
 """
 from __future__ import annotations
 
@@ -32,7 +34,7 @@ MAX_HEADER_BYTES = 1 << 20
 # cannot exhaust a worker's memory.
 MAX_OUTPUT_BYTES = 256 << 20
 MAX_TIMEOUT_SECONDS = 24 * 3600.0
-MAX_CONCURRENT = 64
+MAX_CHANNELS = 256  # worker threads with a command in flight, at most
 _READ_CHUNK = 1 << 16
 _HEADER = struct.Struct(">I")
 
@@ -234,68 +236,79 @@ def check_request(header: dict, min_uid: int) -> str | None:
 
 
 class Launcher:
-    """Serves one worker: a thread per running command, answers in any order by id."""
+    """Serves one worker: a thread per channel (per worker thread), commands run inline."""
 
-    def __init__(self, sock: socket.socket, min_uid: int):
-        self.sock = sock
+    def __init__(self, control: socket.socket, min_uid: int):
+        self.control = control
         self.min_uid = min_uid
-        self.send_lock = threading.Lock()
-        self.running_lock = threading.Lock()
-        self.running: dict[int, subprocess.Popen] = {}
-        self.slots = threading.BoundedSemaphore(MAX_CONCURRENT)
+        self.lock = threading.Lock()
+        self.running: dict[int, subprocess.Popen] = {}  # by the serving thread's id
+        self.channels: list[socket.socket] = []
 
     def serve(self) -> None:
+        """Take channels until the worker goes away (EOF on the control socket)."""
         try:
             while True:
-                frame = read_frame(self.sock, MAX_OUTPUT_BYTES)
-                if frame is None:
+                message, fds, _flags, _address = socket.recv_fds(self.control, 16, 16)
+                if not message and not fds:
                     break
-                self.slots.acquire()
-                threading.Thread(target=self._handle, args=frame, daemon=True).start()
-        except (ProtocolError, OSError) as exc:
+                for fd in fds:
+                    self._open_channel(fd)
+        except OSError as exc:
             print(f"soca launcher {os.getpid()}: stopping: {exc}", file=sys.stderr, flush=True)
         finally:
             self.stop()
 
+    def _open_channel(self, fd: int) -> None:
+        channel = socket.socket(fileno=fd)
+        with self.lock:
+            if len(self.channels) >= MAX_CHANNELS:
+                channel.close()  # the worker sees EOF on that channel and reports it
+                return
+            self.channels.append(channel)
+        threading.Thread(target=self._serve_channel, args=(channel,), daemon=True).start()
+
     def stop(self) -> None:
         """The worker is gone: nobody reads the answers, so nothing it asked for outlives it."""
-        with self.running_lock:
+        with self.lock:
             running = list(self.running.values())
         for process in running:
             if process.returncode is None:  # not reaped yet: its group id is still its own
                 _kill_group(process)
 
-    def _track(self, request_id: int, process: subprocess.Popen | None) -> None:
-        with self.running_lock:
-            if process is None:
-                self.running.pop(request_id, None)
-            else:
-                self.running[request_id] = process
-
-    def _handle(self, header: dict, blobs: list[bytes]) -> None:
-        request_id = header.get("id")
+    def _serve_channel(self, channel: socket.socket) -> None:
         try:
-            answer, out = self._run(header, blobs), []
-            if "returncode" in answer:
-                out = answer.pop("output")
-            try:
-                with self.send_lock:
-                    send_frame(self.sock, {"id": request_id, **answer}, out)
-            except OSError:
-                pass  # the worker went away: serve() sees EOF and stops
+            while True:
+                frame = read_frame(channel, MAX_OUTPUT_BYTES)
+                if frame is None:
+                    break
+                answer = self._run(*frame)
+                output = answer.pop("output", [])
+                send_frame(channel, answer, output)
+        except (ProtocolError, OSError):
+            pass  # the worker thread went away: so does its channel
         finally:
-            self.slots.release()
+            with self.lock:
+                if channel in self.channels:
+                    self.channels.remove(channel)
+            channel.close()
+
+    def _track(self, process: subprocess.Popen | None) -> None:
+        with self.lock:
+            if process is None:
+                self.running.pop(threading.get_ident(), None)
+            else:
+                self.running[threading.get_ident()] = process
 
     def _run(self, header: dict, blobs: list[bytes]) -> dict:
         refused = check_request(header, self.min_uid)
         if refused is not None:
             return {"error": "refused", "message": refused}
-        request_id = header.get("id")
         try:
             code, out, err = run_child(
                 header["args"], timeout=float(header["timeout"]), cwd=header["cwd"], env=header["env"],
                 input_bytes=blobs[0] if blobs else None, uid=header["uid"], gid=header["gid"],
-                groups=header["groups"], on_start=lambda process: self._track(request_id, process))
+                groups=header["groups"], on_start=self._track)
         except ChildTimeout:
             return {"error": "timeout", "message": "timed out"}
         except OutputTooLarge:
@@ -309,7 +322,7 @@ class Launcher:
         except (ValueError, TypeError) as exc:  # e.g. a NUL byte in an argument
             return {"error": "invalid", "message": str(exc)}
         finally:
-            self._track(request_id, None)
+            self._track(None)
         return {"returncode": code, "output": [out, err]}
 
 
@@ -331,8 +344,7 @@ def main(argv: list[str]) -> int:
         return 2
     for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(signum, _ignore)
-    sock = socket.socket(fileno=fd)
-    Launcher(sock, min_uid).serve()
+    Launcher(socket.socket(fileno=fd), min_uid).serve()
     return 0
 
 
