@@ -129,7 +129,8 @@ def _through_launcher(args: list[str], timeout: float, cwd: str | None, run_as: 
                       env: dict[str, str], data: bytes | None) -> tuple[int, bytes, bytes]:
     floor = uid_floor()
     if type(run_as.uid) is not int or run_as.uid < floor or type(run_as.gid) is not int or run_as.gid < 1:
-        raise PermissionDenied(f"Scheduler commands do not run as uid {run_as.uid} (below {floor})")
+        raise PermissionDenied(f"Scheduler commands do not run as uid {run_as.uid}, gid {run_as.gid} "
+                               f"(uid {floor} or above, gid 1 or above)")
     header = {"args": list(args), "cwd": cwd, "env": env,
               "timeout": float(timeout), "uid": run_as.uid, "gid": run_as.gid,
               "groups": [int(g) for g in run_as.groups]}
