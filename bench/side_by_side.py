@@ -12,9 +12,10 @@ Measures
   request, what a naive wrapper of the CLI does.
 - Listing `--jobs` held jobs: the service's `GET /api/scheduler/jobs?limit=1000` (local
   backend) against slurmrestd's `GET /slurm/v0.0.38/jobs` with as many held Slurm jobs.
-- Submitting: the API on Slurm (and PBS) against the raw `sbatch` (`qsub`), one at a time,
-  both as the same POSIX account (`--job-user`: a root service runs PBS and Slurm jobs only
-  as a real account of the API user's name).
+- Submitting: the API on Slurm (and PBS) against the raw `sbatch` (`qsub`), one at a time
+  and in turn (one API submission, one raw call, ...), both as the same POSIX account
+  (`--job-user`: a root service runs PBS and Slurm jobs only as a real account of the API
+  user's name).
 
 PBS is measured only when asked: `--pbs-bin DIR` names where OpenPBS's commands live (on
 a machine with Slurm's Torque wrappers as /usr/bin/qsub, /opt/pbs/bin), `--pbs` takes the
@@ -218,18 +219,27 @@ def as_account(user: str | None) -> dict:
             "extra_groups": os.getgrouplist(account.pw_name, account.pw_gid), "cwd": account.pw_dir}
 
 
-def raw_submit_rate(command: list[str], count: int, user: str | None) -> float:
-    started = time.perf_counter()
+def submit_side_by_side(service: Service, command: list[str], count: int, user: str | None) -> tuple[dict, dict]:
+    """`count` submissions through the API and `count` raw CLI calls, one at a time and in
+    turn, so that both see the same machine (other processes' load comes and goes):
+    ({throughput, p50, p99} of the API, the same of the raw CLI)."""
+    api: list[float] = []
+    raw: list[float] = []
+    service.submit()  # the worker's first request pays for its lazy set-up: not measured
     for _ in range(count):
-        subprocess.run(command, check=True, capture_output=True, timeout=60, **as_account(user))
-    return count / (time.perf_counter() - started)
-
-
-def api_submit_rate(service: Service, count: int) -> float:
-    started = time.perf_counter()
-    for _ in range(count):
+        started = time.perf_counter()
         service.submit()
-    return count / (time.perf_counter() - started)
+        api.append(time.perf_counter() - started)
+        started = time.perf_counter()
+        subprocess.run(command, check=True, capture_output=True, timeout=60, **as_account(user))
+        raw.append(time.perf_counter() - started)
+
+    def summary(seconds: list[float]) -> dict:
+        ordered = sorted(seconds)
+        return {"throughput": len(ordered) / sum(ordered), "p50": 1000 * ordered[len(ordered) // 2],
+                "p99": 1000 * ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]}
+
+    return summary(api), summary(raw)
 
 
 def main() -> int:
@@ -348,12 +358,14 @@ def main() -> int:
                 continue
             service = Service(scheduler, user, pbs_bin)
             try:
-                through_api = api_submit_rate(service, args.submits)
+                api, raw_cli = submit_side_by_side(service, raw, args.submits, user)
             finally:
                 service.stop()
-            raw_rate = raw_submit_rate(raw, args.submits, user)
-            rows.append(("submit, one at a time", f"service ({scheduler})", 1, through_api, float("nan"),
-                         float("nan"), through_api / raw_rate, f"raw {os.path.basename(raw[0])}: {raw_rate:.1f}/s"))
+            rows.append(("submit, one at a time", f"service ({scheduler})", 1, api["throughput"], api["p50"],
+                         api["p99"], api["throughput"] / raw_cli["throughput"],
+                         f"p50 ratio {raw_cli['p50'] / api['p50']:.2f}"))
+            rows.append(("submit, one at a time", f"raw {os.path.basename(raw[0])} as {user or 'self'}", 1,
+                         raw_cli["throughput"], raw_cli["p50"], raw_cli["p99"], 1.0, "in turn with the API's"))
     finally:
         if slurm:
             subprocess.run(["scancel", "-n", name], capture_output=True, timeout=120)
