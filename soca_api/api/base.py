@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from functools import wraps
-from typing import Any
+from typing import Any, Literal, overload
 
 from flask import g, request
 from flask_restful import Api, Resource
@@ -109,6 +109,17 @@ class ApiResource(Resource):
     def require_admin(self) -> None:
         if not g.user.is_admin:
             raise ApiError(403, ADMIN_ONLY)
+
+    # A required parameter is never None (a missing one raises 400): say so to callers.
+    @overload
+    @staticmethod
+    def param(name: str, *, required: Literal[True] = True, pattern: re.Pattern[str] | None = None,
+              describe: str | None = None, default: str | None = None) -> str: ...
+
+    @overload
+    @staticmethod
+    def param(name: str, *, required: bool, pattern: re.Pattern[str] | None = None,
+              describe: str | None = None, default: str | None = None) -> str | None: ...
 
     @staticmethod
     def param(name: str, *, required: bool = True, pattern: re.Pattern[str] | None = None,

@@ -1,9 +1,15 @@
 """`flask --app wsgi scheduler run`: the local runner, or the PBS/Slurm reconciler."""
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, cast
+
 import click
 from flask import current_app
 from flask.cli import AppGroup
+
+if TYPE_CHECKING:
+    from flask import Flask
+    from werkzeug.local import LocalProxy
 
 scheduler_cli = AppGroup("scheduler", help="The local runner, or the PBS/Slurm reconciler.")
 
@@ -19,7 +25,9 @@ def run_scheduler(cpus: int | None, exit_with_parent: bool) -> None:
 
     if exit_with_parent:
         bind_to_parent()
-    app = current_app._get_current_object()
+    # Flask declares current_app as a Flask, hiding the werkzeug LocalProxy it is; the
+    # runner and the reconciler keep the app itself (they push their own contexts).
+    app = cast("LocalProxy[Flask]", current_app)._get_current_object()
     if app.config["SOCA_SCHEDULER"] != "local":
         from soca_api.schedulers.reconciler import Reconciler
 

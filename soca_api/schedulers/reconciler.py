@@ -28,6 +28,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import sqlalchemy as sa
+from sqlalchemy.engine import CursorResult
 from sqlalchemy.exc import IntegrityError
 
 from soca_api.extensions import db
@@ -92,6 +93,12 @@ def _index(api_id: str) -> int | None:
     return int(text) if text.isdigit() else None
 
 
+def _leases() -> sa.Table:
+    table = SchedulerLease.__table__
+    assert isinstance(table, sa.Table)  # (typed as any FromClause) a plain mapped table
+    return table
+
+
 class Reconciler:
     def __init__(self, app, *, interval: float, lease_seconds: float, grace_seconds: float):
         self.app = app
@@ -111,14 +118,15 @@ class Reconciler:
         """Take or renew the lease; True while this process holds it."""
         now = utcnow()
         expires = now + timedelta(seconds=self.lease_seconds)
-        table = SchedulerLease.__table__
-        taken = db.session.execute(
+        table = _leases()
+        result = db.session.execute(
             sa.update(table)
             .where(table.c.name == self.backend(),
                    sa.or_(table.c.holder == self.holder, table.c.expires_at < now))
             .values(holder=self.holder, expires_at=expires)
-        ).rowcount
-        if taken == 1:
+        )
+        assert isinstance(result, CursorResult)  # an UPDATE's result, which counts its rows
+        if result.rowcount == 1:
             db.session.commit()
             return True
         db.session.rollback()
@@ -133,7 +141,7 @@ class Reconciler:
             return False
 
     def release_lease(self) -> None:
-        table = SchedulerLease.__table__
+        table = _leases()
         db.session.execute(sa.update(table).where(table.c.name == self.backend(), table.c.holder == self.holder)
                            .values(expires_at=utcnow() - timedelta(seconds=1)))
         db.session.commit()
@@ -196,16 +204,17 @@ class Reconciler:
                                  # not final yet: a deleted row (F) waits for the scheduler's end
                                  sa.or_(Job.state != "F", Job.substate.is_(None), Job.substate < FINAL_SUBSTATES))
         ).scalars().all()
-        known = {row.scheduler_id: row for row in rows}
-        for row in rows:
-            info = by_id.get(row.scheduler_id)
+        # The query leaves out rows without a scheduler id; (backend, scheduler_id) is unique.
+        known = {row.scheduler_id: row for row in rows if row.scheduler_id is not None}
+        for scheduler_id, row in known.items():
+            info = by_id.get(scheduler_id)
             if info is not None:
                 counts["updated"] += apply_info(row, info, now)
             elif row.created_at < taken_at - self.grace:
                 counts["forgotten"] += self._forgotten(row, now)
         counts["subjobs"] = self._subjobs(backend, infos, known, now)
         counts["orphans"] = self._orphans(backend, infos, taken_at, now)
-        table = SchedulerLease.__table__
+        table = _leases()
         db.session.execute(sa.update(table).where(table.c.name == backend, table.c.holder == self.holder)
                            .values(refreshed_at=now))
         db.session.commit()
@@ -232,20 +241,23 @@ class Reconciler:
     def _subjobs(self, backend: str, infos: list[JobInfo], known: dict[str, Job], now: datetime) -> int:
         """A row per array subjob, owned by the array's owner."""
         recent = datetime.now() - HORIZON
-        subjobs = [i for i in infos if _parent_id(i.id) and (not i.is_finished or (i.finished or recent) >= recent)]
+        # (subjob info, its array's id) for the subjobs worth a row
+        subjobs = [(i, parent_id) for i in infos if (parent_id := _parent_id(i.id))
+                   and (not i.is_finished or (i.finished or recent) >= recent)]
         if not subjobs:
             return 0
-        wanted = {i.id for i in subjobs} - set(known)
-        existing = {}
-        parent_ids = {_parent_id(i.id) for i in subjobs}
+        wanted = {i.id for i, _ in subjobs} - set(known)
+        existing: dict[str, Job] = {}
+        parent_ids = {parent_id for _, parent_id in subjobs}
         for chunk in _chunks(sorted(wanted | parent_ids)):
-            for row in db.session.execute(sa.select(Job).where(Job.backend == backend, Job.scheduler_id.in_(chunk))
-                                          ).scalars():
-                existing[row.scheduler_id] = row
+            for found in db.session.execute(sa.select(Job).where(Job.backend == backend, Job.scheduler_id.in_(chunk))
+                                            ).scalars():
+                if found.scheduler_id is not None:  # always: it matched one of the ids
+                    existing[found.scheduler_id] = found
         existing.update(known)
         changed = 0
-        for info in subjobs:
-            parent = existing.get(_parent_id(info.id))
+        for info, parent_id in subjobs:
+            parent = existing.get(parent_id)
             if parent is None:
                 continue  # an array submitted outside the service
             row = existing.get(info.id)
@@ -264,17 +276,17 @@ class Reconciler:
         ).scalars().all()
         if not rows:
             return 0
-        by_dir = {}
+        by_dir: dict[str, JobInfo] = {}
         for info in infos:
             if info.workdir and not _parent_id(info.id):
                 by_dir.setdefault(os.path.normpath(info.workdir), info)
         resolved = 0
         for row in rows:
-            info = by_dir.get(os.path.normpath(row.job_dir)) if row.job_dir else None
-            if info is not None:  # the folder is unique to the row: it names the record id
-                row.scheduler_id = info.id
-                apply_info(row, info, now)
-                log.info("orphan record %s is job %s", row.id, info.id)
+            match = by_dir.get(os.path.normpath(row.job_dir)) if row.job_dir else None
+            if match is not None:  # the folder is unique to the row: it names the record id
+                row.scheduler_id = match.id
+                apply_info(row, match, now)
+                log.info("orphan record %s is job %s", row.id, match.id)
             else:
                 row.state, row.substate, row.finished_at, row.modified_at = "F", SUBSTATE_DELETED, now, now
                 row.deleted_at = now

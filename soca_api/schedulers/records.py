@@ -8,8 +8,9 @@ from __future__ import annotations
 import dataclasses
 import socket
 from datetime import UTC, datetime
+from typing import Any, Protocol
 
-from soca_api.models import Job, utcnow
+from soca_api.models import utcnow
 from soca_api.schedulers.values import JobInfo
 
 _HOST = socket.gethostname()
@@ -18,6 +19,56 @@ _HOST = socket.gethostname()
 def _aware(moment: datetime | None) -> datetime | None:
     """Rows keep naive UTC; JobInfo carries aware times so views can show local time."""
     return moment.replace(tzinfo=UTC) if moment is not None else None
+
+
+class JobColumns(Protocol):
+    """The columns of a job row that `record_info` reads: a `Job`, or a plain row of just
+    these columns (listings select only those, without an ORM instance per job)."""
+
+    @property
+    def scheduler_id(self) -> str | None: ...
+    @property
+    def owner(self) -> str: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def queue(self) -> str: ...
+    @property
+    def state(self) -> str: ...
+    @property
+    def substate(self) -> int | None: ...
+    @property
+    def request(self) -> dict[str, Any]: ...
+    @property
+    def job_dir(self) -> str | None: ...
+    @property
+    def output_path(self) -> str | None: ...
+    @property
+    def error_path(self) -> str | None: ...
+    @property
+    def ncpus(self) -> int: ...
+    @property
+    def nodes(self) -> int: ...
+    @property
+    def rerunable(self) -> bool: ...
+    @property
+    def hold(self) -> bool: ...
+    @property
+    def created_at(self) -> datetime: ...
+    @property
+    def modified_at(self) -> datetime: ...
+    @property
+    def started_at(self) -> datetime | None: ...
+    @property
+    def finished_at(self) -> datetime | None: ...
+    @property
+    def exit_status(self) -> int | None: ...
+    @property
+    def exec_host(self) -> str | None: ...
+    @property
+    def comment(self) -> str | None: ...
+    @property
+    def scheduler_record(self) -> dict[str, Any] | None: ...
 
 
 _TIME_FIELDS = ("created", "queued", "modified", "eligible", "started", "finished")
@@ -47,7 +98,7 @@ def info_from_record(stored: dict) -> JobInfo:
     return JobInfo(**values)
 
 
-def record_info(job: Job) -> JobInfo:
+def record_info(job: JobColumns) -> JobInfo:
     """The normalised value of one job row: what the scheduler last reported when the
     reconciler has seen the job, else the service's own record. `job` may also be a plain
     row of the columns read here (listings select only those)."""
@@ -61,6 +112,8 @@ def record_info(job: Job) -> JobInfo:
             info.exit_status = job.exit_status if job.exit_status is not None else info.exit_status
             info.comment = job.comment or info.comment
         return info
+    if job.scheduler_id is None:  # callers read rows by their scheduler id
+        raise ValueError("record_info needs a submitted job: this row has no scheduler id yet")
     request = job.request or {}
     host = _HOST
     variables = {
@@ -112,7 +165,7 @@ def record_info(job: Job) -> JobInfo:
         workdir=job.job_dir,
     )
 
-def _resources_used(job: Job) -> dict[str, object]:
+def _resources_used(job: JobColumns) -> dict[str, object]:
     if job.started_at is None:
         return {}
     end = job.finished_at or utcnow()

@@ -40,16 +40,18 @@ class SingleFlight:
         with self._lock:
             flight = self._flights.get(key)
             leader = flight is None
-            if leader:
+            if flight is None:
                 flight = self._flights[key] = _Flight()
         if not leader:
             flight.done.wait()
             if flight.error is not None:
                 raise flight.error
+            # The leader stored what `compute()` returned; callers sharing a key share T.
             return flight.result  # type: ignore[return-value]
         try:
-            flight.result = compute()
-            return flight.result  # type: ignore[return-value]
+            result = compute()
+            flight.result = result
+            return result
         except BaseException as exc:
             flight.error = exc
             raise

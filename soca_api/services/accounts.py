@@ -153,7 +153,10 @@ class Caller:
     @property
     def groups(self) -> list:
         """Group memberships (queue rules need them, rarely): the ORM record's."""
-        return db.session.get(User, self.id).groups
+        user = db.session.get(User, self.id)
+        if user is None:  # users are only ever soft-deleted: the row outlives its callers
+            raise LookupError(f"user {self.id} ({self.name}) has no row")
+        return user.groups
 
     @classmethod
     def of(cls, user: User) -> Caller:

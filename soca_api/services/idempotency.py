@@ -56,6 +56,8 @@ def replay(request_claim: Claim) -> str | None:
     if row is None:
         return None
     job = db.session.get(Job, row.job_id)
+    if job is None:  # the foreign key (ON DELETE CASCADE) removes a key with its job
+        raise RuntimeError(f"{HEADER} row refers to job {row.job_id}, which does not exist")
     expired = row.created_at < utcnow() - LIFETIME
     if expired or (job.scheduler_id is None and job.state == "F"):
         # Expired, or its first try created no job (refused, or given up after a crash):

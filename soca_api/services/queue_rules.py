@@ -46,6 +46,8 @@ def usable_queues(user: User) -> list[str]:
     usable = []
     for name in names:
         queue = queues.find_queue(name)
+        if queue is None:
+            continue  # deleted since the listing was read
         try:
             _check_user(user, Rules.from_json(queue.rules), name)
         except ApiError:

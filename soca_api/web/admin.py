@@ -15,7 +15,7 @@ from soca_api.errors import ApiError
 from soca_api.pbs import script as pbs_script
 from soca_api.services import accounts, audit, groups, queues
 from soca_api.validation import AUDIT_ACTION, AUDIT_ACTOR
-from soca_api.web.auth import admin_required, current_user
+from soca_api.web.auth import admin_required, signed_in_user
 from soca_api.web.forms import (
     AdminRightsForm,
     ConfirmForm,
@@ -32,7 +32,7 @@ AUDIT_PAGE = 50
 
 
 def _actor() -> audit.Actor:
-    return audit.Actor(current_user().name, via="web")
+    return audit.Actor(signed_in_user().name, via="web")
 
 
 def _act(change: Callable[[audit.Actor], object], success: str, refused: str | None = None) -> bool:
@@ -60,12 +60,19 @@ def _checked(form) -> bool:
     return False
 
 
+def _required(data: str | None) -> str:
+    """A field with DataRequired() of a form `_checked` accepted: it holds text."""
+    if data is None:
+        raise ValueError("a required form field arrived empty after validation")
+    return data
+
+
 # -- users ---------------------------------------------------------------------------------
 @blueprint.get("/admin/users")
 @admin_required
 def admin_users(create_form: UserCreateForm | None = None, status: int = 200):
     return render_template("web/admin_users.html", users=accounts.list_users(), form=create_form or UserCreateForm(),
-                           action_form=ConfirmForm(), me=current_user()), status
+                           action_form=ConfirmForm(), me=signed_in_user()), status
 
 
 @blueprint.post("/admin/users")
@@ -101,7 +108,7 @@ def admin_user_rights(name: str):
         change = accounts.grant_admin if grant else accounts.revoke_admin
         _act(lambda actor: change(user.name, actor=actor),
              f"{user.name} {'is now an admin' if grant else 'is no longer an admin'}.")
-        if not current_user().is_admin:  # an admin who gave up their own rights
+        if not signed_in_user().is_admin:  # an admin who gave up their own rights
             return redirect(url_for("web.my_jobs"))
     return redirect(url_for("web.admin_users"))
 
@@ -112,7 +119,8 @@ def admin_user_password(name: str):
     form = PasswordForm()
     if _checked(form):
         user = _target_user(name)
-        _act(lambda actor: accounts.set_password(user.name, form.password.data, actor=actor),
+        password = _required(form.password.data)
+        _act(lambda actor: accounts.set_password(user.name, password, actor=actor),
              f"Password of {user.name} changed; their web sessions have ended.")
     return redirect(url_for("web.admin_users"))
 
@@ -135,7 +143,7 @@ def admin_user_delete(name: str):
         user = _target_user(name)
         _act(lambda actor: accounts.delete_user(user.name, actor=actor),
              f"User {user.name} deleted: keys revoked, sessions ended, job history kept.",
-             refused="You cannot delete your own user." if user.id == current_user().id else None)
+             refused="You cannot delete your own user." if user.id == signed_in_user().id else None)
     return redirect(url_for("web.admin_users"))
 
 
@@ -168,7 +176,7 @@ def admin_group_create():
 def admin_group_members(name: str):
     form = MembershipForm()
     if _checked(form):
-        user_name = form.user.data.strip()
+        user_name = _required(form.user.data).strip()
         add = form.action.data == "add"
         _act(lambda actor: groups.set_membership(name, user_name, add, actor=actor),
              f"{user_name} {'added to' if add else 'removed from'} group {name}.")

@@ -44,6 +44,14 @@ def current_user() -> User | None:
     return g.get("web_user")
 
 
+def signed_in_user() -> User:
+    """The user of a view behind `login_required`, which sends anyone else away first."""
+    user = current_user()
+    if user is None:
+        raise RuntimeError("signed_in_user() is for views behind login_required")
+    return user
+
+
 @blueprint.before_request
 def _load_user() -> None:
     """Reload the session's user on every request and end stale sessions."""

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from flask import current_app, render_template, request
 from flask_wtf.csrf import CSRFError
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
 from soca_api.web.site import blueprint
 
@@ -49,7 +49,7 @@ def _csrf_error(exc: CSRFError):
 @blueprint.errorhandler(HTTPException)
 def _http_error(exc: HTTPException):
     response = error_page(exc.code or 500, exc.description if exc.code in (403, 404, 409, 413) else None)
-    if exc.code == 405:
+    if isinstance(exc, MethodNotAllowed):  # the one HTTPException with code 405
         return response[0], 405, {"Allow": ", ".join(exc.valid_methods or [])}
     return response
 

@@ -32,7 +32,7 @@ from soca_api.pbs import script as pbs_script
 from soca_api.services import audit, queue_rules, queues
 from soca_api.services import jobs as job_service
 from soca_api.validation import JOB_ID, QUEUE_NAME, is_valid
-from soca_api.web.auth import current_user, login_required
+from soca_api.web.auth import login_required, signed_in_user
 from soca_api.web.forms import ConfirmForm, SubmitForm
 from soca_api.web.site import blueprint
 
@@ -92,7 +92,7 @@ def _user_line(line: int | None, inserted: int | None) -> int | None:
 
 def usable_queues() -> list[str]:
     """Queues this user's job can go to (enabled, known to the scheduler, rules let them in)."""
-    return queue_rules.usable_queues(current_user())
+    return queue_rules.usable_queues(signed_in_user())
 
 
 # -- My Jobs -------------------------------------------------------------------------------
@@ -114,7 +114,7 @@ def _row(job_id: str, attributes: dict) -> dict[str, object]:
 @blueprint.get("/jobs")
 @login_required
 def my_jobs():
-    user = current_user()
+    user = signed_in_user()
     state = request.args.get("state", "")
     queue = request.args.get("queue", "")
     before_text = request.args.get("before", "")
@@ -144,7 +144,7 @@ def load_job(job_id: str) -> tuple[dict, bool]:
     A job that is not the user's (and the user is no admin) gets the same 403 as a job
     that does not exist, so the page tells nothing about other users' jobs.
     """
-    user = current_user()
+    user = signed_in_user()
     try:
         return job_service.get_attributes(user, job_id), True
     except ApiError as exc:
@@ -160,7 +160,7 @@ def load_job(job_id: str) -> tuple[dict, bool]:
 
 def _first_output(job_id: str, stream: str, owner: str) -> dict[str, object]:
     """The last lines of the output for the first render; the page's script follows on."""
-    user = current_user()
+    user = signed_in_user()
     if owner != user.name:
         return {"message": "Only the job's owner can read its output.", "data": "", "next_offset": 0}
     try:
@@ -168,7 +168,8 @@ def _first_output(job_id: str, stream: str, owner: str) -> dict[str, object]:
                                         tail=OUTPUT_TAIL_LINES)
     except ApiError as exc:
         return {"message": exc.message, "data": "", "next_offset": 0, "missing": exc.status == 404}
-    chunk["truncated"] = chunk["offset"] > 0
+    offset = chunk["offset"]  # an int: read_output's byte position
+    chunk["truncated"] = isinstance(offset, int) and offset > 0
     return chunk
 
 
@@ -194,7 +195,7 @@ def job(job_id: str):
 @login_required(json=True)
 def job_output(job_id: str):
     """JSON for the output viewer: the bytes from `offset` on, and whether the job ended."""
-    user = current_user()
+    user = signed_in_user()
     if not is_valid(JOB_ID, job_id):
         return jsonify({"success": False, "message": NOT_YOURS}), 404
     job_id = job_service.clean_job_id(job_id)
@@ -215,7 +216,7 @@ def job_output(job_id: str):
 
 def _is_finished(job_id: str) -> bool:
     try:
-        return job_service.get_attributes(current_user(), job_id).get("job_state") == "F"
+        return job_service.get_attributes(signed_in_user(), job_id).get("job_state") == "F"
     except ApiError:
         return True
 
@@ -223,7 +224,7 @@ def _is_finished(job_id: str) -> bool:
 @blueprint.post("/jobs/<job_id>/delete")
 @login_required
 def delete_job(job_id: str):
-    user = current_user()
+    user = signed_in_user()
     job_id = _clean_id(job_id)
     form = ConfirmForm()
     if not form.validate_on_submit():
@@ -248,7 +249,7 @@ def _script_from(form: SubmitForm) -> tuple[str | None, bytes | None]:
     """(text, raw bytes that are not UTF-8). A browser sends a textarea with CRLF line
     ends, which are no part of what the user typed; an uploaded file is taken as it is."""
     upload = form.upload.data
-    if upload is not None and getattr(upload, "filename", ""):
+    if upload is not None and getattr(upload, "filename", None):  # a file was chosen
         raw = upload.read(current_app.config["SOCA_MAX_SCRIPT_BYTES"] + 1)
         if raw:
             try:
@@ -272,7 +273,7 @@ def _excerpt(script: str, line: int | None) -> list[tuple[int, str]]:
 @blueprint.route("/submit", methods=["GET", "POST"])
 @login_required
 def submit():
-    user = current_user()
+    user = signed_in_user()
     form = SubmitForm()
     names = usable_queues()
     form.queue.choices = [(name, name) for name in names]

@@ -54,7 +54,10 @@ class LocalAdapter(SchedulerAdapter):
     # -- submit -----------------------------------------------------------------------
     def submit(self, request: JobRequest, context: SubmitContext) -> str:
         """Turn the service's pending row into queued work (committed by the caller)."""
-        job = db.session.get(Job, context.record_id)
+        job = db.session.get(Job, context.record_id) if context.record_id is not None else None
+        if job is None:  # the service creates the row before it calls any adapter
+            raise RuntimeError(f"The local scheduler queues the service's own job row; "
+                               f"row {context.record_id} does not exist")
         job.state = self.initial_state(request)
         job.substate = SUBSTATES[job.state]
         if request.array is None:
@@ -104,7 +107,7 @@ class LocalAdapter(SchedulerAdapter):
         """Remove from view at once; a running job is killed by the runner."""
         job = self._row(job_id)
         targets = [job.id]
-        if job.scheduler_id.endswith("[]"):
+        if job_id.endswith("[]"):  # `_row` matched scheduler_id == job_id
             targets += list(db.session.execute(sa.select(Job.id).where(Job.parent_id == job.id)).scalars())
         now = utcnow()
         # Waiting rows finish here; a row the runner has claimed meanwhile is left to it.

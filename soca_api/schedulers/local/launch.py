@@ -10,6 +10,7 @@ import contextlib
 import os
 import subprocess
 from collections.abc import Callable
+from typing import NamedTuple
 
 from soca_api.models import Job
 from soca_api.schedulers import job_accounts, jobfiles
@@ -30,6 +31,7 @@ class JobLauncher:
     def launch(self, job: Job) -> tuple[subprocess.Popen, list[str]]:
         """Start the claimed job as its account: its process and the spool files to remove
         when it ends. Raises when it cannot start (start_failure says why)."""
+        placed = _placement(job)
         ident = job_accounts.resolve(
             job.owner, self.data_dir, needs_posix_account=LocalAdapter.capabilities.needs_posix_account,
             scheduler_label=BACKEND)  # the uid the submission recorded: never a new one
@@ -40,28 +42,28 @@ class JobLauncher:
         self._write_private(nodes_path, "".join(f"{self.host}\n" for _ in range(job.ncpus)), 0o400, run_as)
         env = self.job_environment(job, run_as, nodes_path)
         if self.use_sandbox:
-            env["HOME"] = env["PBS_O_HOME"] = job.job_dir  # the only folder the job sees
+            env["HOME"] = env["PBS_O_HOME"] = placed.job_dir  # the only folder the job sees
         with self._identity(run_as):
-            stdout_fd = self._open_output(job, ident, job.output_path)
+            stdout_fd = self._open_output(placed.job_dir, ident, placed.output_path)
             try:
-                stderr_fd = (stdout_fd if job.error_path == job.output_path
-                             else self._open_output(job, ident, job.error_path))
+                stderr_fd = (stdout_fd if placed.error_path == placed.output_path
+                             else self._open_output(placed.job_dir, ident, placed.error_path))
             except BaseException:
                 os.close(stdout_fd)
                 raise
         args = self.command(job, script_path)
         if self.use_sandbox:
-            args = sandbox.bwrap_command(args, job_dir=job.job_dir, read_only_files=[script_path, nodes_path],
+            args = sandbox.bwrap_command(args, job_dir=placed.job_dir, read_only_files=[script_path, nodes_path],
                                          hidden=self.hidden_paths())
-        kwargs: dict[str, object] = {}
-        if run_as is not None:
-            kwargs.update(user=run_as.uid, group=run_as.gid, extra_groups=list(run_as.groups))
         try:
+            # user/group/extra_groups None (Popen's defaults): the service's own identity.
             process = subprocess.Popen(
-                args, cwd=job.job_dir, env=env, stdin=subprocess.DEVNULL, stdout=stdout_fd, stderr=stderr_fd,
-                start_new_session=True, close_fds=True, **kwargs)
+                args, cwd=placed.job_dir, env=env, stdin=subprocess.DEVNULL, stdout=stdout_fd, stderr=stderr_fd,
+                start_new_session=True, close_fds=True, user=run_as.uid if run_as is not None else None,
+                group=run_as.gid if run_as is not None else None,
+                extra_groups=list(run_as.groups) if run_as is not None else None)
         except OSError as exc:
-            raise JobStartError(f"cannot run {args[0]} in {job.job_dir}: {exc.strerror or exc}") from exc
+            raise JobStartError(f"cannot run {args[0]} in {placed.job_dir}: {exc.strerror or exc}") from exc
         finally:
             os.close(stdout_fd)
             if stderr_fd != stdout_fd:
@@ -79,8 +81,9 @@ class JobLauncher:
 
     def job_environment(self, job: Job, run_as: RunAs | None, nodes_path: str) -> dict[str, str]:
         """What PBS gives a job, plus its -v variables; never the service's own environment."""
+        placed = _placement(job)
         request = job.request or {}
-        home = run_as.home if run_as is not None else (request.get("home") or job.job_dir)
+        home = run_as.home if run_as is not None else (request.get("home") or placed.job_dir)
         user = run_as.user if run_as is not None and run_as.user == job.owner else job.owner
         env = {
             "PATH": SAFE_PATH,
@@ -91,12 +94,12 @@ class JobLauncher:
             "LANG": "C.UTF-8",
             "TMPDIR": "/tmp",
             "PBS_ENVIRONMENT": "PBS_BATCH",
-            "PBS_JOBID": job.scheduler_id,
+            "PBS_JOBID": placed.scheduler_id,
             "PBS_JOBNAME": job.name,
-            "PBS_JOBDIR": job.job_dir,
+            "PBS_JOBDIR": placed.job_dir,
             "PBS_QUEUE": job.queue,
             "PBS_O_QUEUE": job.queue,
-            "PBS_O_WORKDIR": job.job_dir,
+            "PBS_O_WORKDIR": placed.job_dir,
             "PBS_O_LOGNAME": job.owner,
             "PBS_O_HOME": home,
             "PBS_O_HOST": self.host,
@@ -110,7 +113,7 @@ class JobLauncher:
         }
         if job.parent_id is not None and job.array_index is not None:
             env["PBS_ARRAY_INDEX"] = str(job.array_index)
-            env["PBS_ARRAY_ID"] = job.scheduler_id.split("[", 1)[0] + "[]"
+            env["PBS_ARRAY_ID"] = placed.scheduler_id.split("[", 1)[0] + "[]"
         if request.get("project"):
             env["PBS_O_PROJECT"] = str(request["project"])
         env.update({str(k): str(v) for k, v in (request.get("variables") or {}).items()})
@@ -134,14 +137,14 @@ class JobLauncher:
             os.setgroups(saved_groups)
 
     @staticmethod
-    def _open_output(job: Job, ident: JobIdentity, path: str) -> int:
+    def _open_output(job_dir: str, ident: JobIdentity, path: str) -> int:
         """The job's stdout/stderr, opened as its account. Inside the job folder no link is
         followed at any step: the job itself may have planted one there on an earlier run."""
         flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
         try:
-            if ident.confined or path.startswith(job.job_dir.rstrip("/") + "/"):
+            if ident.confined or path.startswith(job_dir.rstrip("/") + "/"):
                 owner_uid = ident.run_as.uid if ident.run_as is not None else None
-                return jobfiles.open_in_job_dir(job.job_dir, path, flags, 0o600, owner_uid=owner_uid)
+                return jobfiles.open_in_job_dir(job_dir, path, flags, 0o600, owner_uid=owner_uid)
             return os.open(path, flags | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
         except jobfiles.JobFileError as exc:
             raise JobStartError(f"cannot open {path}: {exc.message}") from exc
@@ -166,6 +169,21 @@ class JobLauncher:
 
 class JobStartError(Exception):
     """A job cannot start; the message names the path and why (it becomes the job's comment)."""
+
+
+class _Placement(NamedTuple):
+    """What the service gives every local job row when it queues it."""
+
+    scheduler_id: str
+    job_dir: str
+    output_path: str
+    error_path: str
+
+
+def _placement(job: Job) -> _Placement:
+    if job.scheduler_id is None or job.job_dir is None or job.output_path is None or job.error_path is None:
+        raise JobStartError(f"job row {job.id} has no scheduler id, job folder or output paths")
+    return _Placement(job.scheduler_id, job.job_dir, job.output_path, job.error_path)
 
 
 def start_failure(exc: Exception) -> str:

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 import sqlalchemy as sa
+from sqlalchemy.engine import CursorResult
 
 from soca_api.extensions import db
 from soca_api.models import Job, utcnow
@@ -403,11 +404,13 @@ class Runner:
     # -- starting a job ---------------------------------------------------------------
     def start(self, job: Job) -> bool:
         now = utcnow()
-        claimed = db.session.execute(
+        result = db.session.execute(
             sa.update(Job).where(Job.id == job.id, Job.state == "Q", Job.delete_requested.is_(False))
             .values(state="R", substate=SUBSTATE_RUNNING, started_at=now, modified_at=now,
                     run_count=Job.run_count + 1, exec_host=f"{self.host}/0*{job.ncpus}", comment=None)
-        ).rowcount
+        )
+        assert isinstance(result, CursorResult)  # an UPDATE's result, which counts its rows
+        claimed = result.rowcount
         db.session.commit()
         if claimed != 1:
             return False
@@ -429,6 +432,7 @@ class Runner:
 
     def launch(self, job: Job) -> RunningJob:
         process, files = self.launcher.launch(job)
+        assert job.scheduler_id is not None  # launch() refuses a row without one
         return RunningJob(job.id, job.scheduler_id, process, job.ncpus, time.monotonic(), job.walltime_seconds,
                           files=files)
 

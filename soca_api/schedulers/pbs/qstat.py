@@ -19,6 +19,10 @@ from soca_api.schedulers.values import JobInfo
 
 PBS_TIME_FORMAT = "%a %b %d %H:%M:%S %Y"
 
+# One job's attributes as parsed: values are strings, numbers (JSON dialect) or, for the
+# nested keys, one more level of the same.
+Attributes = dict[str, object]
+
 # Attributes whose values are names or free text. PBS prints a numeric `-N 12345` or
 # `-P 42` back as a JSON number (docs/reference/pbs-facts.md): these always become strings.
 NAME_LIKE_KEYS = frozenset({
@@ -50,7 +54,7 @@ class QstatParseError(ValueError):
 
 # -- JSON ---------------------------------------------------------------------------------
 
-def parse_qstat_json(text: str) -> dict[str, dict]:
+def parse_qstat_json(text: str) -> dict[str, Attributes]:
     """`qstat -f -F json` -> {full job id ("11313.head", "16[].head"): attributes}.
 
     A document without `Jobs` (nothing matched, or an unknown / finished id whose reason
@@ -73,7 +77,7 @@ def parse_qstat_json(text: str) -> dict[str, dict]:
         return {}
     if not isinstance(jobs, dict):
         raise QstatParseError("qstat JSON 'Jobs' is not an object")
-    parsed: dict[str, dict] = {}
+    parsed: dict[str, Attributes] = {}
     for job_id, attributes in jobs.items():
         if not isinstance(attributes, dict):
             raise QstatParseError("qstat JSON job entry is not an object")
@@ -81,8 +85,8 @@ def parse_qstat_json(text: str) -> dict[str, dict]:
     return parsed
 
 
-def _normalise_json_attributes(attributes: dict) -> dict:
-    normalised: dict[str, object] = {}
+def _normalise_json_attributes(attributes: dict[str, object]) -> Attributes:
+    normalised: Attributes = {}
     for key, value in attributes.items():
         if key in NAME_LIKE_KEYS and isinstance(value, (int, float)) and not isinstance(value, bool):
             value = _number_text(value)
@@ -102,7 +106,7 @@ def _number_text(value: int | float) -> str:
 
 # -- text ---------------------------------------------------------------------------------
 
-def parse_qstat_text(text: str) -> dict[str, dict]:
+def parse_qstat_text(text: str) -> dict[str, Attributes]:
     """Classic `qstat -f` -> {full job id: attributes}; values stay strings.
 
     Long values wrap onto lines that begin with one TAB, often mid-word: the TAB is
@@ -111,7 +115,7 @@ def parse_qstat_text(text: str) -> dict[str, dict]:
     continuation only in a block whose attributes are indented with spaces, or when it
     does not look like `name = value`.
     """
-    jobs: dict[str, dict] = {}
+    jobs: dict[str, Attributes] = {}
     block: _TextBlock | None = None
     for line in text.splitlines():
         header = _JOB_HEADER.match(line)
@@ -152,16 +156,17 @@ class _TextBlock:
             return True
         return _ATTRIBUTE.match(line) is None
 
-    def finish(self) -> dict:
-        attributes: dict[str, object] = {}
+    def finish(self) -> Attributes:
+        attributes: Attributes = {}
         for name, pieces in self.pairs:
             _store(attributes, name, "".join(pieces).rstrip())
-        if isinstance(attributes.get("Variable_List"), str):
-            attributes["Variable_List"] = parse_variable_list(attributes["Variable_List"])
+        variable_list = attributes.get("Variable_List")
+        if isinstance(variable_list, str):
+            attributes["Variable_List"] = parse_variable_list(variable_list)
         return attributes
 
 
-def _store(attributes: dict, name: str, value: str) -> None:
+def _store(attributes: Attributes, name: str, value: str) -> None:
     if "." in name:
         parent, child = name.split(".", 1)
         nested = attributes.setdefault(parent, {})
@@ -227,7 +232,7 @@ def parse_pbs_time(text: object) -> datetime | None:
 
 # -- JobInfo ------------------------------------------------------------------------------
 
-def job_info_from_attributes(full_id: str, attrs: dict) -> JobInfo:
+def job_info_from_attributes(full_id: str, attrs: Attributes) -> JobInfo:
     """Normalise one job's attributes (JSON or text dialect) into `JobInfo`."""
     resource_list = _resource_dict(attrs.get("Resource_List"))
     variables = _variables(attrs.get("Variable_List"))
@@ -279,7 +284,7 @@ def short_job_id(full_id: str) -> str:
     return full_id.split(".", 1)[0]
 
 
-def owner_of(attrs: dict) -> str:
+def owner_of(attrs: Attributes) -> str:
     """The user name: `Job_Owner` up to the `@` ("alice@pbshost" -> "alice")."""
     return _text(attrs.get("Job_Owner")).split("@", 1)[0]
 
@@ -299,7 +304,7 @@ def _server_suffix(full_id: str) -> str:
     return full_id.split(".", 1)[1] if "." in full_id else ""
 
 
-def _times(attrs: dict) -> tuple[datetime | None, ...]:
+def _times(attrs: Attributes) -> tuple[datetime | None, ...]:
     """(created, queued, modified, started, finished)."""
     if _SLURM_WRAPPER_EUSER.match(_text(attrs.get("euser"))):
         # Slurm's wrapper reuses the names: qtime = submit, mtime = start, ctime = end.
@@ -316,7 +321,7 @@ def _times(attrs: dict) -> tuple[datetime | None, ...]:
     )
 
 
-def _array_indices(attrs: dict) -> str | None:
+def _array_indices(attrs: Attributes) -> str | None:
     # OpenPBS: array_indices_submitted on the parent; Torque: job_array_request.
     value = attrs.get("array_indices_submitted", attrs.get("job_array_request"))
     return _text(value) or None

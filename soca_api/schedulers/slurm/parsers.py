@@ -333,6 +333,14 @@ def _expand_pattern(pattern: str, job: Mapping[str, object]) -> str:
     return re.sub(r"%([jAaxu%])", lambda m: values[m.group(1)], pattern)
 
 
+def _int(value: object) -> int:
+    """`int()` of a squeue --json count: a JSON number (a numeric string is tolerated, as
+    `int()` always did here); anything else raises the TypeError `int()` would."""
+    if isinstance(value, (int, float, str)):
+        return int(value)
+    raise TypeError(f"squeue --json: expected a number, got {type(value).__name__}")
+
+
 def _wait_status(status: object) -> tuple[int, int]:
     """squeue --json's exit_code is the raw wait status: 768 = exit 3, 15 = signal 15."""
     if not isinstance(status, int):
@@ -349,13 +357,13 @@ def _job_info_from_squeue(job: Mapping[str, object]) -> JobInfo:
     reason = _null(str(job.get("state_reason") or ""))
     eligible = _epoch(job.get("eligible_time"))
     state = pbs_state(slurm_state, reason, eligible)
-    ncpus = int(job.get("cpus") or 1)
-    nodes = int(job.get("node_count") or 1)
-    tasks = int(job.get("tasks") or 1)
-    cpus_per_task = int(job.get("cpus_per_task") or max(1, ncpus // max(tasks, 1)))
+    ncpus = _int(job.get("cpus") or 1)
+    nodes = _int(job.get("node_count") or 1)
+    tasks = _int(job.get("tasks") or 1)
+    cpus_per_task = _int(job.get("cpus_per_task") or max(1, ncpus // max(tasks, 1)))
     mem_mb = job.get("memory_per_node")
     if not mem_mb and job.get("memory_per_cpu"):
-        mem_mb = int(job["memory_per_cpu"]) * ncpus  # type: ignore[call-overload]
+        mem_mb = _int(job["memory_per_cpu"]) * ncpus
     stdout_pattern = str(job.get("standard_output") or "")
     if not stdout_pattern and job.get("batch_flag") and job.get("current_working_directory"):
         # sbatch's default, which squeue leaves empty (scontrol shows it expanded)

@@ -15,17 +15,19 @@ from soca_api.services.jobs.records import find_record
 def read_output(user: User, job_id: str, stream: str, *, offset: int | None, length: int,
                 tail: int | None) -> dict[str, object]:
     """A byte range or the last lines of the job's stdout or stderr, for its owner only."""
-    record = find_record(job_id, include_deleted=True)
+    found_by = job_id  # the record's scheduler id
+    record = find_record(found_by, include_deleted=True)
     path = None
     if record is None and "[" in job_id and not job_id.endswith("[]"):
         # A subjob the reconciler has not recorded yet: the array's path, with its index.
-        record = find_record(job_id.split("[", 1)[0] + "[]", include_deleted=True)
+        found_by = job_id.split("[", 1)[0] + "[]"
+        record = find_record(found_by, include_deleted=True)
         if record is not None:
             pattern = record.output_path if stream == "stdout" else record.error_path
             path = (pattern or "").replace("^array_index^", job_id.split("[", 1)[1].rstrip("]")) or None
     if record is None or record.owner != user.name:
         raise ApiError(404, JOB_GONE)
-    if path is None and record.scheduler_id.endswith("[]"):
+    if path is None and found_by.endswith("[]"):
         raise ApiError(400, "An array job has no output of its own: ask for one subjob, e.g. 12[1]")
     if path is None:
         path = record.output_path if stream == "stdout" else record.error_path

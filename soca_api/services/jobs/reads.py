@@ -69,11 +69,15 @@ def _lookup(user: User, job_id: str) -> tuple[JobInfo, Job | None]:
     if owner_record is None and (not user.is_admin or adapter.capabilities.rows_are_queue):
         raise ApiError(404, JOB_GONE)
     if adapter.capabilities.rows_are_queue:
-        # The record is the queue itself: no second read of the same row.
-        info = record_info(record)
-        if info.is_finished and history_expired(record):
+        # The record is the queue itself: no second read of the same row. A subjob id
+        # past the end of a local array has no row (only its array's): unknown, like any.
+        if record is None:
             raise ApiError(404, JOB_GONE)
-        return info, record
+        queued = record_info(record)
+        if queued.is_finished and history_expired(record):
+            raise ApiError(404, JOB_GONE)
+        return queued, record
+    info: JobInfo | None
     if record is not None and record.scheduler_id and rows_current(adapter):
         info = record_info(record)
     else:

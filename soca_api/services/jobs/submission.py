@@ -108,6 +108,8 @@ def submit(user: User, payload: str | None, *, idempotency_key: str | None = Non
         with _single_writer(adapter.capabilities.rows_are_queue):
             return _record_and_submit(user, request, queue, adapter, ident, claim)
     except idempotency.DuplicateKey:
+        if claim is None:
+            raise  # never: only storing a claimed key finds a duplicate
         # A concurrent request with the same key won the race: answer its job.
         earlier = idempotency.replay(claim)
         if earlier is None:  # the winner was refused meanwhile, which freed the key
@@ -193,7 +195,7 @@ def _record_and_submit(user: User, request: JobRequest, queue: str, adapter: Sch
         db.session.commit()
         audit.record("job.refused", actor=user.name, target=queue, success=False,
                      detail=exc.detail or exc.message)
-        extra = {"stderr": exc.detail} if exc.detail else None
+        extra: dict[str, object] | None = {"stderr": exc.detail} if exc.detail else None
         raise ApiError(exc.status, exc.message, extra=extra) from None
     except jobfiles.JobFileError as exc:  # the job script could not be written safely
         job.state, job.deleted_at, job.comment = "F", utcnow(), f"refused: {exc.message}"
