@@ -96,3 +96,34 @@ def recorded_pid(app, job_id: str, timeout: float = 10) -> int:
             return pid
         time.sleep(0.05)
     raise AssertionError(f"no pid recorded for job {job_id}")
+
+
+# -- the cluster backends' tests (PBS, Slurm) ------------------------------------------
+POSIX_USER = "socatest"
+
+
+def ensure_posix_user() -> str:
+    """The POSIX account the cluster tests submit as: socatest as root, else the caller."""
+    if os.geteuid() == 0:
+        ensure_posix_account(POSIX_USER)
+    return POSIX_USER if os.geteuid() == 0 else pwd.getpwuid(os.geteuid()).pw_name
+
+
+def api_user(app, name: str):
+    """An API user (and, for a root service, the POSIX account its PBS/Slurm jobs run as)."""
+    from soca_api.services import accounts
+
+    needs_posix_account(name)  # a root service runs PBS/Slurm jobs only as real accounts
+    with app.app_context():
+        _user, key = accounts.create_user(name)
+    return Account(name, key, None, False)
+
+
+def reachable_bin(name: str) -> str:
+    """As root, qsub runs as the job's account: the fake must be reachable for it."""
+    from tests.conftest import make_data_dir
+
+    path = os.path.join(make_data_dir("fakepbs-"), name)
+    os.makedirs(path)
+    os.chmod(path, 0o1777)  # the fake appends its call log there, as whichever account runs it
+    return path

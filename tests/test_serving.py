@@ -2,7 +2,6 @@
 the seed's curl commands verbatim."""
 from __future__ import annotations
 
-import datetime
 import json
 import os
 import subprocess
@@ -14,7 +13,15 @@ import requests
 from tests.conftest import make_data_dir, service_env
 from tests.external import require
 from tests.helpers import SEED_PAYLOAD, encode
-from tests.live import create_user, flask_cli, free_port, kill_service, prepared_service, start_gunicorn
+from tests.live import (
+    create_user,
+    flask_cli,
+    free_port,
+    kill_service,
+    prepared_service,
+    self_signed_pair,
+    start_gunicorn,
+)
 
 REDIS_URL = os.environ.get("SOCA_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 
@@ -27,34 +34,6 @@ def redis_available() -> bool:
     except Exception:  # any failure to connect means "not available"
         return False
 
-
-def self_signed_pair(folder: str) -> tuple[str, str]:
-    import ipaddress
-
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
-    now = datetime.datetime.now(datetime.UTC)
-
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-            .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=5))
-            .not_valid_after(now + datetime.timedelta(days=1))
-            .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost"),
-                                                        x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-                           critical=False)
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .sign(key, hashes.SHA256()))
-    cert_path, key_path = os.path.join(folder, "cert.pem"), os.path.join(folder, "key.pem")
-    with open(cert_path, "wb") as handle:
-        handle.write(cert.public_bytes(serialization.Encoding.PEM))
-    with open(key_path, "wb") as handle:
-        handle.write(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                       serialization.NoEncryption()))
-    return cert_path, key_path
 
 
 @pytest.fixture(scope="module")

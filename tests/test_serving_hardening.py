@@ -10,8 +10,7 @@ import pytest
 import requests
 
 from tests.conftest import make_data_dir, service_env
-from tests.live import flask_cli, free_port, start_gunicorn
-from tests.test_serving import self_signed_pair
+from tests.live import flask_cli, free_port, self_signed_pair, start_gunicorn
 
 
 @pytest.fixture(scope="module")

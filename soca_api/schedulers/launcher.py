@@ -29,6 +29,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Sequence
 
 MAX_HEADER_BYTES = 1 << 20
 # Per stream: far above what any scheduler command prints, low enough that a runaway one
@@ -74,14 +75,14 @@ def run_child(args: list[str], *, timeout: float, cwd: str | None, env: dict[str
     `on_start(process)` / the return bracket the time the child exists (the launcher
     tracks running groups to kill them when its worker goes away).
     """
-    identity: dict[str, object] = {}
-    if uid is not None:
-        identity = {"user": uid, "group": gid, "extra_groups": list(groups or ())}
     deadline = time.monotonic() + timeout
     process = subprocess.Popen(
         args, cwd=cwd, env=env, close_fds=True, start_new_session=True,
         stdin=subprocess.PIPE if input_bytes else subprocess.DEVNULL,
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, **identity)
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        # None (no account given) is Popen's default: the child keeps the caller's ids.
+        user=uid, group=gid if uid is not None else None,
+        extra_groups=list(groups or ()) if uid is not None else None)
     if on_start is not None:
         on_start(process)
     try:
@@ -108,7 +109,10 @@ def _exit_fd(process: subprocess.Popen) -> int | None:
 def _exchange(process: subprocess.Popen, data: bytes, deadline: float, max_output: int) -> tuple[bytes, bytes]:
     """Feed stdin and collect stdout/stderr until both close and the child exits, within
     the deadline (past it, or past max_output on a stream, the group is killed)."""
-    chunks: dict[int, list[bytes]] = {process.stdout.fileno(): [], process.stderr.fileno(): []}
+    stdin, stdout, stderr = process.stdin, process.stdout, process.stderr
+    if stdout is None or stderr is None:
+        raise ValueError("_exchange needs the child's stdout and stderr as pipes")
+    chunks: dict[int, list[bytes]] = {stdout.fileno(): [], stderr.fileno(): []}
     sizes = dict.fromkeys(chunks, 0)
     view, offset = memoryview(data), 0
     exit_fd = _exit_fd(process)
@@ -118,9 +122,9 @@ def _exchange(process: subprocess.Popen, data: bytes, deadline: float, max_outpu
                 selector.register(fd, selectors.EVENT_READ)
             if exit_fd is not None:
                 selector.register(exit_fd, selectors.EVENT_READ)
-            if process.stdin is not None:
-                os.set_blocking(process.stdin.fileno(), False)
-                selector.register(process.stdin.fileno(), selectors.EVENT_WRITE)
+            if stdin is not None:
+                os.set_blocking(stdin.fileno(), False)
+                selector.register(stdin.fileno(), selectors.EVENT_WRITE)
             while selector.get_map():
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
@@ -146,9 +150,9 @@ def _exchange(process: subprocess.Popen, data: bytes, deadline: float, max_outpu
                             offset += os.write(fd, view[offset:offset + _READ_CHUNK])
                         except BrokenPipeError:  # the command stopped reading: as subprocess does
                             offset = len(view)
-                        if offset >= len(view):
+                        if offset >= len(view) and stdin is not None:
                             selector.unregister(fd)
-                            process.stdin.close()
+                            stdin.close()
     finally:
         if exit_fd is not None:
             os.close(exit_fd)
@@ -158,24 +162,30 @@ def _exchange(process: subprocess.Popen, data: bytes, deadline: float, max_outpu
         except subprocess.TimeoutExpired:
             _kill_group(process)
             raise ChildTimeout() from None
-    return b"".join(chunks[process.stdout.fileno()]), b"".join(chunks[process.stderr.fileno()])
+    return b"".join(chunks[stdout.fileno()]), b"".join(chunks[stderr.fileno()])
 
 
 # -- framing ----------------------------------------------------------------------------
-def _read_exact(sock: socket.socket, size: int, *, at_start: bool = False) -> bytes | None:
+def _read_frame_start(sock: socket.socket, size: int) -> bytes | None:
+    """The first `size` bytes of a frame, or None when the peer closed between frames."""
+    first = sock.recv(size)
+    if not first:
+        return None
+    return first + _read_exact(sock, size - len(first)) if len(first) < size else first
+
+
+def _read_exact(sock: socket.socket, size: int) -> bytes:
     buffer = bytearray(size)
     view, got = memoryview(buffer), 0
     while got < size:
         count = sock.recv_into(view[got:])
         if count == 0:
-            if at_start and got == 0:
-                return None
             raise ProtocolError("the peer closed the connection in the middle of a frame")
         got += count
     return bytes(buffer)
 
 
-def send_frame(sock: socket.socket, header: dict, blobs: list[bytes] = ()) -> None:
+def send_frame(sock: socket.socket, header: dict, blobs: Sequence[bytes] = ()) -> None:
     """One frame in one sendall (the caller serialises writers)."""
     header = {**header, "blobs": [len(b) for b in blobs]}
     encoded = json.dumps(header, separators=(",", ":")).encode()
@@ -186,7 +196,7 @@ def send_frame(sock: socket.socket, header: dict, blobs: list[bytes] = ()) -> No
 
 def read_frame(sock: socket.socket, max_blob_bytes: int) -> tuple[dict, list[bytes]] | None:
     """The next (header, blobs), or None when the peer closed between frames."""
-    prefix = _read_exact(sock, _HEADER.size, at_start=True)
+    prefix = _read_frame_start(sock, _HEADER.size)
     if prefix is None:
         return None
     (length,) = _HEADER.unpack(prefix)
@@ -218,7 +228,7 @@ def check_request(header: dict, min_uid: int) -> str | None:
     if env is not None and not (isinstance(env, dict)
                                 and all(isinstance(k, str) and isinstance(v, str) for k, v in env.items())):
         return "env must map strings to strings"
-    if type(timeout) not in (int, float) or not 0 < timeout <= MAX_TIMEOUT_SECONDS:
+    if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not 0 < timeout <= MAX_TIMEOUT_SECONDS:
         return "timeout must be a positive number of seconds"
     uid, gid, groups = header.get("uid"), header.get("gid"), header.get("groups")
     if not _is_int(uid, max(1, min_uid)):

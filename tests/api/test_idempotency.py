@@ -125,7 +125,7 @@ def test_array_job_replays_its_array_id(app, client, user):
 # -- external schedulers -------------------------------------------------------------------
 def test_idempotent_submit_on_slurm(tmp_path):
     require_slurm()
-    from tests.test_cluster_backends_api import api_user, ensure_posix_user
+    from tests.helpers import api_user, ensure_posix_user
 
     stack = build_stack("sqlite", f"sqlite:///{tmp_path}/soca.db", SOCA_SCHEDULER="slurm")
     client = stack.app.test_client()
@@ -141,7 +141,7 @@ def test_idempotent_submit_on_slurm(tmp_path):
 
 def test_idempotent_submit_on_pbs_calls_qsub_once_and_a_refusal_frees_the_key(tmp_path):
     from tests.fakepbs.fakepbs import FakePbs, load_fixture
-    from tests.test_cluster_backends_api import api_user, reachable_bin
+    from tests.helpers import api_user, reachable_bin
 
     bin_dir = reachable_bin("bin")
     fake = FakePbs(bin_dir)

@@ -12,37 +12,28 @@ from datetime import datetime
 
 import pytest
 
+from soca_api.errors import JOB_GONE
 from soca_api.extensions import db
 from soca_api.models import Queue
-from tests.conftest import build_stack, make_data_dir
+from tests.conftest import build_stack
 from tests.external import require_slurm
 from tests.fakepbs.fakepbs import FakePbs
-from tests.helpers import SEED_PAYLOAD, encode, job_attributes, submit, wait_for_state
-
-POSIX_USER = "socatest"
-JOB_GONE = "Unable to retrieve Job ID (job may have terminated and is no longer in the queue)"
-
-
-def ensure_posix_user() -> str:
-    if os.geteuid() == 0 and subprocess.run(["id", POSIX_USER], capture_output=True).returncode != 0:
-        subprocess.run(["useradd", "-m", "-s", "/bin/sh", POSIX_USER], check=True)
-    return POSIX_USER if os.geteuid() == 0 else pwd.getpwuid(os.geteuid()).pw_name
+from tests.helpers import (
+    SEED_PAYLOAD,
+    api_user,
+    encode,
+    ensure_posix_user,
+    job_attributes,
+    reachable_bin,
+    submit,
+    wait_for_state,
+)
 
 
 def fresh(prefix: str) -> str:
     """A user name no POSIX account has: its jobs get new folders under the data folder
     (a POSIX account of a fixed name keeps folders from earlier runs)."""
     return f"{prefix}{uuid.uuid4().hex[:6]}"
-
-
-def api_user(app, name: str):
-    from soca_api.services import accounts
-    from tests.helpers import Account, needs_posix_account
-
-    needs_posix_account(name)  # a root service runs PBS/Slurm jobs only as real accounts
-    with app.app_context():
-        _user, key = accounts.create_user(name)
-    return Account(name, key, None, False)
 
 
 @pytest.fixture(scope="module")
@@ -145,14 +136,6 @@ def test_pbs_adapter_over_torque_wrappers_runs_and_reads_back(torque_app):
 # (a refusal a real server gives is tested against it: tests/schedulers/pbs/test_openpbs.py)
 # The seed names its job; the adapter adds direct write of the output files.
 SEED_QSUB = ["qsub", "-k", "doe", "testjob.sh"]
-
-def reachable_bin(name: str) -> str:
-    """As root, qsub runs as the job's account: the fake must be reachable for it."""
-    path = os.path.join(make_data_dir("fakepbs-"), name)
-    os.makedirs(path)
-    os.chmod(path, 0o1777)  # the fake appends its call log there, as whichever account runs it
-    return path
-
 
 @pytest.fixture
 def fake_pbs_app(tmp_path):
