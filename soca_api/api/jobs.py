@@ -5,7 +5,7 @@ import re
 
 from soca_api.api.base import ApiResource
 from soca_api.errors import ApiError
-from soca_api.services import audit, jobs
+from soca_api.services import jobs
 from soca_api.validation import (
     COUNT_MAX,
     JOBS_PAGE_DEFAULT,
@@ -93,10 +93,7 @@ class JobResource(ApiResource):
         action = self.param("action")
         if action not in ("hold", "release"):
             raise ApiError(400, "action is invalid: hold or release")
-        message = jobs.hold_or_release(self.user, job_id, action)
-        audit.record(audit.JOB_HOLD if action == "hold" else audit.JOB_RELEASE, actor=self.user.name,
-                     target=job_id)
-        return self.ok(message)
+        return self.ok(jobs.hold_or_release(self.user, job_id, action, actor=self.actor))
 
     def delete(self):
         """Delete a job: a queued job leaves the queue, a running one is killed.
@@ -112,8 +109,7 @@ class JobResource(ApiResource):
           404: {description: Unable to retrieve Job ID}
         """
         job_id = jobs.clean_job_id(self.param("job_id", required=False))
-        jobs.delete(self.user, job_id)
-        audit.record(audit.JOB_DELETE, actor=self.user.name, target=job_id)
+        jobs.delete(self.user, job_id, actor=self.actor)
         return self.ok("Job deleted")
 
 

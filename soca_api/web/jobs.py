@@ -229,17 +229,13 @@ def delete_job(job_id: str):
     form = ConfirmForm()
     if not form.validate_on_submit():
         abort(400)
-    actor = audit.Actor(user.name, via="web")
     try:
-        job_service.delete(user, job_id)
+        job_service.delete(user, job_id, actor=audit.Actor(user.name, via="web"))
     except ApiError as exc:
         if exc.status == 404:
             abort(403, NOT_YOURS)
-        audit.record(audit.JOB_DELETE, actor=actor.name, target=job_id, success=False,
-                     detail=actor.detail(exc.message))
         flash(exc.message, "error")
         return redirect(url_for("web.job", job_id=job_id))
-    audit.record(audit.JOB_DELETE, actor=actor.name, target=job_id, detail=actor.detail(None))
     flash(f"Job {job_id} deleted.", "success")
     return redirect(url_for("web.my_jobs"))
 

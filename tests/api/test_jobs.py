@@ -172,6 +172,36 @@ def test_held_job_waits_in_h_until_released(client, user, make_user):
     assert again.status_code == 409
 
 
+def test_job_actions_are_audited_by_the_service_with_their_failures(app, client, user, make_user):
+    import sqlalchemy as sa
+
+    from soca_api.extensions import db
+    from soca_api.models import AuditEvent
+
+    def rows(job_id: str) -> list[tuple[str, str | None, bool, str | None]]:
+        with app.app_context():
+            found = db.session.execute(sa.select(AuditEvent.action, AuditEvent.actor, AuditEvent.success,
+                                                 AuditEvent.detail)
+                                       .where(AuditEvent.target == job_id).order_by(AuditEvent.id)).all()
+        return [tuple(row) for row in found]
+
+    job_id = submit(client, user, "#!/bin/sh\n#PBS -h\necho held\n")
+    stranger = make_user()
+    assert client.put("/api/scheduler/job", headers=stranger.headers,
+                      data={"job_id": job_id, "action": "release"}).status_code == 404  # not audited
+    assert client.put("/api/scheduler/job", headers=user.headers,
+                      data={"job_id": job_id, "action": "release"}).status_code == 200
+    wait_for_state(client, user, job_id, "F")
+    assert client.put("/api/scheduler/job", headers=user.headers,
+                      data={"job_id": job_id, "action": "hold"}).status_code == 409
+    assert client.delete(f"/api/scheduler/job?job_id={job_id}", headers=user.headers).status_code == 200
+    assert rows(job_id) == [
+        ("job.release", user.name, True, None),
+        ("job.hold", user.name, False, f"Job {job_id} has finished"),
+        ("job.delete", user.name, True, None),
+    ]
+
+
 def test_queued_job_can_be_held(client, user):
     blocker = submit(client, user, "#!/bin/sh\n#PBS -l ncpus=2\nsleep 3\n")
     wait_for_state(client, user, blocker, "R")

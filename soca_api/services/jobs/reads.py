@@ -22,6 +22,7 @@ from soca_api.schedulers.errors import JobNotFound, SchedulerError
 from soca_api.schedulers.reconciler import apply_info, subjob_row
 from soca_api.schedulers.records import record_info
 from soca_api.schedulers.values import ACTIVE_STATES, JobInfo
+from soca_api.services import audit
 from soca_api.services.jobs.records import (
     PENDING_STATE,
     array_record,
@@ -125,8 +126,15 @@ def get_attributes(user: User, job_id: str) -> dict[str, object]:
 
 
 # -- delete and hold --------------------------------------------------------------------------------
-def delete(user: User, job_id: str) -> None:
+def delete(user: User, job_id: str, *, actor: audit.Actor | None = None) -> None:
+    """qdel for the job's owner or an admin. With `actor`, audited as job.delete (an
+    unknown id answers 404 unaudited, as every lookup does)."""
     info, record = _lookup(user, job_id)
+    with audit.change(audit.JOB_DELETE, actor, job_id):
+        _delete(job_id, info, record)
+
+
+def _delete(job_id: str, info: JobInfo, record: Job | None) -> None:
     adapter = get_adapter()
     if info.is_finished:
         # Still visible from history: remove it from view, as SOCA clients expect.
@@ -152,9 +160,15 @@ def delete(user: User, job_id: str) -> None:
         db.session.commit()
 
 
-def hold_or_release(user: User, job_id: str, action: str) -> str:
-    """qhold / qrls for the job's owner or an admin; answers the new state."""
+def hold_or_release(user: User, job_id: str, action: str, *, actor: audit.Actor | None = None) -> str:
+    """qhold / qrls for the job's owner or an admin; answers the new state. With `actor`,
+    audited as job.hold / job.release (an unknown id answers 404 unaudited)."""
     info, record = _lookup(user, job_id)
+    with audit.change(audit.JOB_HOLD if action == "hold" else audit.JOB_RELEASE, actor, job_id):
+        return _hold_or_release(job_id, action, info, record)
+
+
+def _hold_or_release(job_id: str, action: str, info: JobInfo, record: Job | None) -> str:
     if info.is_finished:
         raise ApiError(409, f"Job {job_id} has finished")
     if action == "hold" and info.state not in ("Q", "H", "W"):
