@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import time
 from datetime import UTC, datetime
-from pathlib import Path
 
 import pytest
 
@@ -22,8 +21,9 @@ from soca_api.schedulers.slurm.parsers import (
 )
 from soca_api.schedulers.slurm.translate import TranslationError, sbatch_arguments, slurm_time
 from soca_api.schedulers.values import ArraySpec, Dependency, JobInfo, JobRequest
+from tests.conftest import PROJECT_DIR
 
-FIXTURES = Path(__file__).parent / "fixtures" / "slurm"
+FIXTURES = PROJECT_DIR / "tests" / "fixtures" / "slurm"
 
 
 @pytest.fixture
