@@ -23,6 +23,7 @@ AUDIT_ACTOR = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 AUDIT_ACTION = re.compile(r"^(?:[a-z0-9_.]{1,64}\*?|\*)$")
 
 # Whole numbers: anything outside is a 400, never clamped.
+WHOLE_NUMBER = re.compile(r"^[0-9]{1,19}$")  # ASCII digits only (\d takes any script's)
 GID_MAX = 2**31 - 1
 COUNT_MAX = 999_999_999_999  # byte offsets and job cursors (12 digits)
 EVENT_ID_MAX = 2**63 - 1  # the audit log's cursor: a BIGINT id

@@ -1,15 +1,12 @@
 """The audit log, for admins: GET /api/audit, newest first, paged by a cursor."""
 from __future__ import annotations
 
-import re
 from datetime import UTC, datetime
 
 from soca_api.api.base import ApiResource, admin_read
 from soca_api.errors import ApiError
 from soca_api.services import audit
 from soca_api.validation import AUDIT_ACTION, AUDIT_ACTOR, AUDIT_PAGE_MAX, EVENT_ID_MAX
-
-_INT = re.compile(r"^[0-9]{1,12}$")
 
 
 class AuditResource(ApiResource):
@@ -36,20 +33,11 @@ class AuditResource(ApiResource):
         actor = self.param("user", required=False, pattern=AUDIT_ACTOR)
         action = self.param("action", required=False, pattern=AUDIT_ACTION,
                             describe="an action such as user.create, or a prefix ending in *")
-        limit = _whole_number(self, "limit", audit.PAGE, 1, AUDIT_PAGE_MAX)
-        before = _whole_number(self, "before", None, 1, EVENT_ID_MAX)
+        limit = self.whole_number("limit", audit.PAGE, 1, AUDIT_PAGE_MAX)
+        before = self.whole_number("before", None, 1, EVENT_ID_MAX)
         events, next_before = audit.audit_page(actor=actor, action=action, since=_timestamp(self, "since"),
                                                until=_timestamp(self, "until"), limit=limit, before=before)
         return self.ok({"events": [audit.event_view(e) for e in events], "next_before": next_before})
-
-
-def _whole_number(resource: ApiResource, name: str, default: int | None, low: int, high: int) -> int | None:
-    text = resource.param(name, required=False, pattern=_INT, describe="a whole number")
-    if text is None:
-        return default
-    if not low <= int(text) <= high:
-        raise ApiError(400, f"{name} is invalid: it must be from {low} to {high}")
-    return int(text)
 
 
 def _timestamp(resource: ApiResource, name: str) -> datetime | None:

@@ -16,6 +16,7 @@ from flask_restful import Api, Resource
 from soca_api import ratelimit
 from soca_api.errors import ApiError, envelope, error_response, missing_parameter
 from soca_api.services import accounts, audit
+from soca_api.validation import COUNT_MAX, WHOLE_NUMBER
 
 USER_HEADER = "X-SOCA-USER"
 TOKEN_HEADER = "X-SOCA-TOKEN"
@@ -135,6 +136,17 @@ class ApiResource(Resource):
         if pattern is not None and not pattern.fullmatch(value):
             raise ApiError(400, f"{name} is invalid: it must match {describe or pattern.pattern}")
         return value
+
+    @classmethod
+    def whole_number(cls, name: str, default: int | None, low: int = 0, high: int = COUNT_MAX) -> int | None:
+        """A whole number from `low` to `high`, as the spec states: out of range is a 400,
+        never clamped."""
+        text = cls.param(name, required=False, pattern=WHOLE_NUMBER, describe="a whole number")
+        if text is None:
+            return default
+        if not low <= int(text) <= high:
+            raise ApiError(400, f"{name} is invalid: it must be from {low} to {high}")
+        return int(text)
 
     @staticmethod
     def ok(message: object, status: int = 200, **extra: object):

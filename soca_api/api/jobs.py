@@ -1,31 +1,15 @@
 """Job resources: the seed's submit / get / delete flow, listings, final records, output."""
 from __future__ import annotations
 
-import re
-
 from soca_api.api.base import ApiResource
 from soca_api.errors import ApiError
 from soca_api.services import jobs
 from soca_api.validation import (
-    COUNT_MAX,
     JOBS_PAGE_DEFAULT,
     OUTPUT_LENGTH_DEFAULT,
     OUTPUT_LENGTH_MAX,
     OUTPUT_TAIL_MAX,
 )
-
-_DIGITS = re.compile(r"^\d{1,12}$")
-
-
-def _int_param(resource: ApiResource, name: str, default: int | None, low: int = 0,
-               high: int = COUNT_MAX) -> int | None:
-    """A whole number from `low` to `high` (as the spec states); out of range is a 400, never clamped."""
-    value = resource.param(name, required=False, pattern=_DIGITS, describe="a whole number")
-    if value is None:
-        return default
-    if not low <= int(value) <= high:
-        raise ApiError(400, f"{name} is invalid: it must be from {low} to {high}")
-    return int(value)
 
 
 class JobResource(ApiResource):
@@ -135,8 +119,8 @@ class JobsResource(ApiResource):
             owner=self.param("user", required=False),
             state=self.param("state", required=False),
             queue=self.param("queue", required=False),
-            limit=_int_param(self, "limit", JOBS_PAGE_DEFAULT, 1, jobs.MAX_PAGE),
-            before=_int_param(self, "before", None),
+            limit=self.whole_number("limit", JOBS_PAGE_DEFAULT, 1, jobs.MAX_PAGE),
+            before=self.whole_number("before", None),
         )
         return self.ok(listing, next_before=next_before)
 
@@ -181,7 +165,7 @@ class JobOutputResource(ApiResource):
         stream = self.param("stream", required=False, default="stdout")
         if stream not in ("stdout", "stderr"):
             raise ApiError(400, "stream is invalid: stdout or stderr")
-        length = _int_param(self, "length", OUTPUT_LENGTH_DEFAULT, 1, OUTPUT_LENGTH_MAX)
-        tail = _int_param(self, "tail", None, 1, OUTPUT_TAIL_MAX)
-        return self.ok(jobs.read_output(self.user, job_id, stream, offset=_int_param(self, "offset", None),
+        length = self.whole_number("length", OUTPUT_LENGTH_DEFAULT, 1, OUTPUT_LENGTH_MAX)
+        tail = self.whole_number("tail", None, 1, OUTPUT_TAIL_MAX)
+        return self.ok(jobs.read_output(self.user, job_id, stream, offset=self.whole_number("offset", None),
                                         length=length, tail=tail))
