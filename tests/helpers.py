@@ -98,6 +98,18 @@ def recorded_pid(app, job_id: str, timeout: float = 10) -> int:
     raise AssertionError(f"no pid recorded for job {job_id}")
 
 
+
+def wait_for_listed_state(client, account: Account, job_id: str, states: str, timeout: float = 60.0) -> dict:
+    """Wait until the listing (never a GET of the job) shows it in one of `states`."""
+    deadline = time.time() + timeout
+    last = None
+    while time.time() < deadline:
+        last = client.get("/api/scheduler/jobs", headers=account.headers).json["message"].get(job_id)
+        if last is not None and last["job_state"] in states:
+            return last
+        time.sleep(0.2)
+    raise AssertionError(f"listing never showed {job_id} in {states}; last {last}")
+
 # -- the cluster backends' tests (PBS, Slurm) ------------------------------------------
 POSIX_USER = "socatest"
 

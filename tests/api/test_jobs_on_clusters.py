@@ -26,6 +26,7 @@ from tests.helpers import (
     job_attributes,
     reachable_bin,
     submit,
+    wait_for_listed_state,
     wait_for_state,
 )
 
@@ -246,18 +247,6 @@ def slurm_live(tmp_path_factory):
     stack.stop_runner()
 
 
-def listed_state(client, account, job_id: str, states: str, timeout: float = 60.0) -> dict:
-    """Wait until the listing (never a GET of the job) shows it in one of `states`."""
-    deadline = time.time() + timeout
-    last = None
-    while time.time() < deadline:
-        last = client.get("/api/scheduler/jobs", headers=account.headers).json["message"].get(job_id)
-        if last is not None and last["job_state"] in states:
-            return last
-        time.sleep(0.2)
-    raise AssertionError(f"listing never showed {job_id} in {states}; last {last}")
-
-
 def scontrol_fields(job_id: str) -> dict[str, str]:
     from soca_api.schedulers.slurm.parsers import parse_scontrol_job
 
@@ -270,7 +259,7 @@ def test_slurm_listing_final_record_and_default_output_come_from_slurm(slurm_liv
     account = api_user(slurm_live.app, ensure_posix_user())
     name = f"sl{uuid.uuid4().hex[:6]}"
     job_id = submit(client, account, f"#!/bin/sh\n#PBS -N {name}\necho from-slurm\nexit 4\n")
-    finished = listed_state(client, account, job_id, "F")
+    finished = wait_for_listed_state(client, account, job_id, "F")
     assert finished["Exit_status"] == 4
     out = client.get(f"/api/scheduler/job/output?job_id={job_id}", headers=account.headers).json["message"]
     assert out["path"].endswith(f"/{name}.o{job_id}") and out["data"] == "from-slurm\n"
@@ -291,7 +280,7 @@ def test_slurm_array_subjobs_belong_to_the_arrays_owner(slurm_live):
     assert array_id.endswith("[]")
     first = array_id.replace("[]", "[1]")
     assert job_attributes(client, stranger, first).status_code == 404
-    listed_state(client, owner, array_id, "F")
+    wait_for_listed_state(client, owner, array_id, "F")
     sub = job_attributes(client, owner, first)
     assert sub.status_code == 200 and sub.json["message"]["job_state"] == "F"
     assert client.delete(f"/api/scheduler/job?job_id={first}", headers=stranger.headers).status_code == 404

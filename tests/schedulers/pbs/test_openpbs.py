@@ -15,7 +15,7 @@ from soca_api.extensions import db
 from soca_api.models import Job, utcnow
 from tests.conftest import build_stack
 from tests.external import PBS_BIN, require, require_openpbs
-from tests.helpers import SEED_PAYLOAD, Account, encode, job_attributes, submit
+from tests.helpers import SEED_PAYLOAD, Account, encode, job_attributes, submit, wait_for_listed_state
 
 JOB_GONE = "Unable to retrieve Job ID (job may have terminated and is no longer in the queue)"
 OWNER, OTHER = "pbsalice", "pbsbob"  # POSIX accounts (.ci/run: PBS_USERS)
@@ -78,18 +78,6 @@ def account(app, name: str, admin: bool = False) -> Account:
     return cached
 
 
-def listed(client, who: Account, job_id: str, states: str, timeout: float = 60.0) -> dict:
-    """Wait until the LISTING (never a GET of the job) shows it in one of `states`."""
-    deadline = time.time() + timeout
-    last = None
-    while time.time() < deadline:
-        last = client.get("/api/scheduler/jobs", headers=who.headers).json["message"].get(job_id)
-        if last is not None and last["job_state"] in states:
-            return last
-        time.sleep(0.2)
-    raise AssertionError(f"listing never showed {job_id} in {states}; last {last}")
-
-
 def got(client, who: Account, job_id: str, states: str, timeout: float = 60.0) -> dict:
     deadline = time.time() + timeout
     last = None
@@ -120,7 +108,7 @@ def test_seed_flow_after_a_job_submitted_outside_the_service(pbs):
     job_id = response.json["message"]
     assert job_id.isdigit() and int(job_id) > int(outside)
     assert job_attributes(client, alice, job_id).json["message"]["Job_Name"] == "testjob"
-    finished = listed(client, alice, job_id, "F")
+    finished = wait_for_listed_state(client, alice, job_id, "F")
     assert finished["Exit_status"] == 0 and finished["project"] == "myproject"
     path = finished["Output_Path"].split(":", 1)[1]
     assert path.endswith("/testjob_output.qlog")
@@ -136,7 +124,7 @@ def test_output_without_o_and_final_record_match_pbs(pbs):
     client = pbs.app.test_client()
     alice = account(pbs.app, OWNER)
     job_id = submit(client, alice, "#!/bin/sh\n#PBS -N noo\necho to-out\necho to-err >&2\nsleep 1\nexit 3\n")
-    listed(client, alice, job_id, "F")
+    wait_for_listed_state(client, alice, job_id, "F")
     out = output(client, alice, job_id)
     assert out.status_code == 200 and out.json["message"]["data"] == "to-out\n"
     assert out.json["message"]["path"].endswith(f"/noo.o{job_id}")
@@ -182,7 +170,7 @@ def test_array_subjobs_belong_to_the_arrays_owner(pbs):
     assert job_attributes(client, alice, first).status_code == 200  # before the reconciler saw it, too
     assert job_attributes(client, bob, first).status_code == 404
     assert client.delete(f"/api/scheduler/job?job_id={first}", headers=bob.headers).status_code == 404
-    listed(client, alice, array_id, "F")
+    wait_for_listed_state(client, alice, array_id, "F")
     sub = got(client, alice, first, "FX")
     assert sub["Exit_status"] == 0
     out = output(client, alice, first)
@@ -215,7 +203,7 @@ def test_hold_release_and_dependencies(pbs):
     assert qstat_x(held)["job_state"] == "H"
     released = client.put("/api/scheduler/job", headers=alice.headers, data={"job_id": held, "action": "release"})
     assert released.json == {"success": True, "message": "Job released"}
-    listed(client, alice, held, "F")
+    wait_for_listed_state(client, alice, held, "F")
 
     first = submit(client, alice, "#!/bin/sh\n#PBS -N first\nsleep 3\n")
     second = submit(client, alice, f"#!/bin/sh\n#PBS -N second\n#PBS -W depend=afterok:{first}\ntrue\n")
@@ -224,7 +212,7 @@ def test_hold_release_and_dependencies(pbs):
     assert held_again.status_code in (200, 409)  # 409 once it runs: only waiting jobs can be held
     if held_again.status_code == 200:
         client.put("/api/scheduler/job", headers=alice.headers, data={"job_id": first, "action": "release"})
-    listed(client, alice, second, "F")
+    wait_for_listed_state(client, alice, second, "F")
     assert qstat_x(second)["Exit_status"] == 0
 
 
@@ -242,7 +230,7 @@ def test_running_output_can_be_followed(pbs):
         time.sleep(0.2)
     assert seen["data"] == "first\n" and seen["finished"] is False  # written directly (Keep_Files d)
     assert "d" in qstat_x(job_id)["Keep_Files"]
-    listed(client, alice, job_id, "F")
+    wait_for_listed_state(client, alice, job_id, "F")
     assert output(client, alice, job_id).json["message"]["data"] == "first\nsecond\n"
 
 
@@ -266,7 +254,7 @@ def test_reads_run_no_scheduler_command_and_orphans_are_resolved(pbs):
     client = app.test_client()
     alice = account(app, OWNER)
     job_id = submit(client, alice, "#!/bin/sh\n#PBS -N quiet\ntrue\n")
-    listed(client, alice, job_id, "F")
+    wait_for_listed_state(client, alice, job_id, "F")
     adapter = app.extensions["soca_scheduler"]
     before = (adapter.snapshot_loads, len(adapter._lookups))
     for _ in range(30):
@@ -289,7 +277,7 @@ def test_reads_run_no_scheduler_command_and_orphans_are_resolved(pbs):
         Reconciler(app, interval=1, lease_seconds=15, grace_seconds=0).reconcile()
         resolved = db.session.get(Job, row_id)
         assert resolved.scheduler_id == pbs_id and resolved.state != "T"
-    listed(client, alice, pbs_id, "F")
+    wait_for_listed_state(client, alice, pbs_id, "F")
 
 
 def test_seed_curl_steps_over_gunicorn_with_its_reconciler():
