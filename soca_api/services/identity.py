@@ -95,16 +95,6 @@ def _uids_owning_job_folders(data_dir: str) -> set[int]:
     return owners
 
 
-def group_names(gids: tuple[int, ...]) -> list[str]:
-    names = []
-    for gid in gids:
-        try:
-            names.append(grp.getgrgid(gid).gr_name)
-        except KeyError:
-            continue
-    return names
-
-
 def make_job_dir(identity: JobIdentity, leaf: str) -> str:
     """The job's new folder (0700, the job account's); see jobfiles.create_job_dir."""
     return jobfiles.create_job_dir(identity.base_dir, identity.sub_dirs, leaf, identity.owner_ids)
