@@ -10,7 +10,7 @@ from flask import current_app
 
 from soca_api import security
 from soca_api.errors import ApiError
-from soca_api.extensions import db
+from soca_api.extensions import db, read_row
 from soca_api.models import ApiKey, User, iso_utc, utcnow
 from soca_api.services import audit
 from soca_api.validation import EMAIL, USER_NAME, is_valid
@@ -207,7 +207,7 @@ class VerifiedKeys:
         if entry.expires <= time.monotonic():
             self.forget(name, digest)
             return None
-        row = db.session.execute(_STILL_ACTIVE, {"id": entry.caller.id}).first()
+        row = read_row(_STILL_ACTIVE, {"id": entry.caller.id})
         if row is None or row.credentials_epoch != entry.epoch:
             self.forget(name, digest)
             return None

@@ -20,13 +20,16 @@ from soca_api.schedulers import get_adapter
 from soca_api.schedulers.base import SchedulerAdapter
 from soca_api.schedulers.errors import JobNotFound, SchedulerError
 from soca_api.schedulers.reconciler import apply_info, subjob_row
-from soca_api.schedulers.records import record_info
+from soca_api.schedulers.records import JobColumns, record_info
 from soca_api.schedulers.values import ACTIVE_STATES, JobInfo
 from soca_api.services import audit
 from soca_api.services.jobs.records import (
     PENDING_STATE,
+    ROW_COLUMNS,
+    array_id,
     array_record,
     find_record,
+    find_row,
     history_expired,
     rows_current,
     visible,
@@ -36,33 +39,43 @@ from soca_api.validation import QUEUE_NAME, USER_NAME, is_valid
 
 MAX_PAGE = 1000
 
-# What record_info reads of a row (never the script), and the id for listings' paging.
-_LISTED_COLUMNS = (Job.id, Job.scheduler_id, Job.owner, Job.name, Job.queue, Job.state, Job.substate, Job.request,
-                   Job.job_dir, Job.output_path, Job.error_path, Job.ncpus, Job.nodes, Job.rerunable, Job.hold,
-                   Job.created_at, Job.modified_at, Job.started_at, Job.finished_at, Job.exit_status,
-                   Job.exec_host, Job.comment, Job.scheduler_record)
-
 
 def job_info(user: User, job_id: str) -> JobInfo:
     """The job as the scheduler reports it, for its owner or an admin only.
 
     Anyone else gets the same answer as for an unknown job, so ids cannot be probed.
     """
-    return _lookup(user, job_id)[0]
+    adapter = get_adapter()
+    rows_are_current = adapter.capabilities.rows_are_queue or rows_current(adapter)
+    if not rows_are_current:
+        return _lookup(user, job_id)[0]  # the read may bring the record in step: the ORM's
+    # The hottest path: plain rows, no ORM session.
+    row = find_row(job_id)
+    parent = array_id(job_id) if row is None else None
+    owner_row = find_row(parent) if parent is not None else row
+    return _resolve(user, job_id, adapter, row, owner_row, rows_are_current=True)
 
 
 def _lookup(user: User, job_id: str) -> tuple[JobInfo, Job | None]:
-    """The job's normalised value and the service's record of it (None: not ours).
+    """The job's normalised value and the service's record of it (None: not ours), to change it."""
+    adapter = get_adapter()
+    record = find_record(job_id)
+    owner_record = record if record is not None else array_record(job_id)
+    rows_are_current = adapter.capabilities.rows_are_queue or rows_current(adapter)
+    return _resolve(user, job_id, adapter, record, owner_record, rows_are_current=rows_are_current), record
+
+
+def _resolve(user: User, job_id: str, adapter: SchedulerAdapter, record: JobColumns | None,
+             owner_record: JobColumns | None, *, rows_are_current: bool) -> JobInfo:
+    """What `user` may see of the job, given its record and its array's (None: none).
 
     On PBS and Slurm the record holds what the reconciler last read from the scheduler's
     snapshot, so a read runs no scheduler command; only a job without a record (an
     admin's view of a job submitted outside the service, a subjob not yet seen) gets one
     direct query, shared by concurrent readers. When no reconciler keeps the rows
-    current, this process's own snapshot of the scheduler is used instead.
+    current (`rows_are_current` false, and `record` then a Job), this process's own
+    snapshot of the scheduler is used instead and the record kept in step with it.
     """
-    adapter = get_adapter()
-    record = find_record(job_id)
-    owner_record = record if record is not None else array_record(job_id)
     if record is None and owner_record is not None and find_record(job_id, include_deleted=True) is not None:
         raise ApiError(404, JOB_GONE)  # a deleted subjob stays out of view, as other jobs do
     if owner_record is not None and not visible(user, owner_record.owner):
@@ -77,9 +90,9 @@ def _lookup(user: User, job_id: str) -> tuple[JobInfo, Job | None]:
         queued = record_info(record)
         if queued.is_finished and history_expired(record):
             raise ApiError(404, JOB_GONE)
-        return queued, record
+        return queued
     info: JobInfo | None
-    if record is not None and record.scheduler_id and rows_current(adapter):
+    if record is not None and record.scheduler_id and rows_are_current:
         info = record_info(record)
     else:
         try:
@@ -88,11 +101,13 @@ def _lookup(user: User, job_id: str) -> tuple[JobInfo, Job | None]:
             info = None
         except SchedulerError as exc:
             raise ApiError(exc.status, exc.message) from None
-        if info is not None and record is not None:
-            _sync_record(record, info)
-            info = record_info(record)
-        if info is None and record is not None:
-            info = _finished_from_record(record)
+        if record is not None and not rows_are_current:
+            assert isinstance(record, Job)  # _lookup's: only it reads without a reconciler
+            if info is not None:
+                _sync_record(record, info)
+                info = record_info(record)
+            else:
+                info = _finished_from_record(record)
     if info is None:
         raise ApiError(404, JOB_GONE)
     if owner_record is not None:
@@ -102,8 +117,7 @@ def _lookup(user: User, job_id: str) -> tuple[JobInfo, Job | None]:
         raise ApiError(404, JOB_GONE)
     if info.is_finished and record is not None and history_expired(record):
         raise ApiError(404, JOB_GONE)
-    return info, record
-
+    return info
 
 
 def _sync_record(record: Job, info: JobInfo) -> None:
@@ -240,7 +254,7 @@ def list_jobs(user: User, *, owner: str | None, state: str | None, queue: str | 
     if before is not None:
         conditions.append(Job.id < before)
     if state is not None:
-        query = sa.select(*_LISTED_COLUMNS).where(*conditions, Job.state == state)
+        query = sa.select(*ROW_COLUMNS).where(*conditions, Job.state == state)
     else:
         # What qstat would show: active jobs and finished ones still in history. Each arm
         # of the union is an index range, so a long history of finished jobs is never
@@ -249,7 +263,7 @@ def list_jobs(user: User, *, owner: str | None, state: str | None, queue: str | 
         active = sa.select(Job.id).where(*conditions, Job.state.in_(sorted(ACTIVE_STATES | {PENDING_STATE})))
         recent = sa.select(Job.id).where(*conditions, Job.state == "F", Job.finished_at >= cutoff)
         ids = sa.union_all(active, recent).subquery()
-        query = sa.select(*_LISTED_COLUMNS).where(Job.id.in_(sa.select(ids.c.id)))
+        query = sa.select(*ROW_COLUMNS).where(Job.id.in_(sa.select(ids.c.id)))
     # Plain rows of the columns a listing shows (never the scripts): record_info reads
     # them by the same names, without an ORM instance per job.
     rows = db.session.execute(query.order_by(Job.id.desc()).limit(limit + 1)).all()
