@@ -79,7 +79,10 @@ def _drain_refused_body() -> None:
 
 
 def create_app(overrides: dict | None = None) -> Flask:
+    from soca_api.json_provider import OrjsonProvider
+
     app = Flask(__name__)
+    app.json = OrjsonProvider(app)
     app.session_interface = WebSessionInterface()
     app.config.update(settings.from_env())
     if overrides:
