@@ -5,7 +5,8 @@ baseline, with the same client (wrk, keep-alive) in the same run.
                                            [--job-user socatest] [--write docs/benchmarks.md]
 
 Measures
-- GET one job (`GET /api/scheduler/job?job_id=`) at 1, 50 and 200 connections: the service
+- GET one job, in rounds (`--rounds`, every server up at once, each round driving every
+  target in turn; the table gives medians and the median of each round's ratio) (`GET /api/scheduler/job?job_id=`) at 1, 50 and 200 connections: the service
   on the local backend, on Slurm and on PBS (where they run here); slurmrestd's
   `GET /slurm/v0.0.38/job/{id}` (where the Debian package is installed); and a baseline app
   under the same gunicorn settings that runs one `qstat -f` (or `scontrol show job`) per
@@ -47,6 +48,7 @@ import tempfile
 import time
 import uuid
 from datetime import UTC, datetime
+from statistics import median
 
 from serving import free_port, wait_http
 
@@ -245,6 +247,7 @@ def submit_side_by_side(service: Service, command: list[str], count: int, user: 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=5.0, help="length of each load phase")
+    parser.add_argument("--rounds", type=int, default=3, help="GET rounds (the table gives medians)")
     parser.add_argument("--jobs", type=int, default=1000, help="held jobs in the listing phase")
     parser.add_argument("--submits", type=int, default=20, help="submissions per submit measure")
     parser.add_argument("--pbs", action="store_true", help="also the PBS backend, with the qsub/qstat on PATH")
@@ -270,57 +273,56 @@ def main() -> int:
     user = args.job_user
     try:
         # -- GET storms ------------------------------------------------------------------
-        get_results: dict[tuple[str, int], dict] = {}
-        targets = ["local"] + ["slurm"] * slurm + ["pbs"] * pbs
-        restd = SlurmRestd() if restd_installed and "get" not in skip else None
+        # Every server runs at once and each round drives them in turn at each connection
+        # count, so a slow spell of the machine (these VMs vary by 2x from minute to
+        # minute) hits every target of a round alike; the table gives the medians.
+        servers: dict[str, tuple[int, str, dict]] = {}  # target -> (port, path, headers)
+        stoppable: list = []
         slurm_job = None
         if slurm:
             slurm_job = subprocess.run(["sbatch", "--parsable", "--hold", "-J", name, "--wrap", "true"],
                                        capture_output=True, text=True, check=True, timeout=60).stdout.strip()
-        for scheduler in targets if "get" not in skip else ():
-            service = Service(scheduler, None if scheduler == "local" else user, pbs_bin)
-            try:
-                job_id = service.submit()
-                for conns in CONNECTIONS:
-                    result = wrk(service.port, f"/api/scheduler/job?job_id={job_id}", service.headers, conns,
-                                 args.seconds)
-                    get_results[(f"service ({scheduler})", conns)] = result
-                    print(f"GET service/{scheduler} c={conns}: {result}", flush=True)
-            finally:
-                service.stop()
-        if restd is not None:
-            try:
-                for conns in CONNECTIONS:
-                    result = wrk(restd.port, f"/slurm/{SlurmRestd.VERSION}/job/{slurm_job}", {}, conns,
-                                 args.seconds)
-                    get_results[("slurmrestd", conns)] = result
-                    print(f"GET slurmrestd c={conns}: {result}", flush=True)
-            finally:
-                restd.stop()
-        baselines = [("scontrol show job", "scontrol", slurm)] + [(f"{pbs_command('qstat')} -f", "qstat", pbs)]
-        for status_command, label, enabled in baselines if "get" not in skip else ():
-            if not enabled:
-                continue
-            baseline = StatusPerRequest(status_command)
-            probe = slurm_job if label == "scontrol" else None
-            try:
+        try:
+            for scheduler in (["local"] + ["slurm"] * slurm + ["pbs"] * pbs) if "get" not in skip else ():
+                service = Service(scheduler, None if scheduler == "local" else user, pbs_bin)
+                stoppable.append(service)
+                servers[f"service ({scheduler})"] = (service.port, f"/api/scheduler/job?job_id={service.submit()}",
+                                                     service.headers)
+            if restd_installed and "get" not in skip:
+                restd = SlurmRestd()
+                stoppable.append(restd)
+                servers["slurmrestd"] = (restd.port, f"/slurm/{SlurmRestd.VERSION}/job/{slurm_job}", {})
+            baselines = [("scontrol show job", "scontrol", slurm), (f"{pbs_command('qstat')} -f", "qstat", pbs)]
+            for status_command, label, enabled in baselines if "get" not in skip else ():
+                if not enabled:
+                    continue
+                baseline = StatusPerRequest(status_command)
+                stoppable.append(baseline)
+                probe = slurm_job
                 if label == "qstat":
                     probe = subprocess.run([pbs_command("qsub"), "-h", "-N", name, "--", "/bin/true"],
                                            capture_output=True, text=True, check=True, timeout=60,
                                            **as_account(user)).stdout.strip()
+                servers[f"{label} per request"] = (baseline.port, f"/?job_id={probe}", {})
+            get_results: dict[tuple[str, int], list[dict]] = {}
+            for round_number in range(args.rounds if servers else 0):
                 for conns in CONNECTIONS:
-                    result = wrk(baseline.port, f"/?job_id={probe}", {}, conns, args.seconds)
-                    get_results[(f"{label} per request", conns)] = result
-                    print(f"GET {status_command} per request c={conns}: {result}", flush=True)
-            finally:
-                baseline.stop()
-        reference = "slurmrestd" if restd is not None else "service (local)"
-        for (target, conns), result in get_results.items():
-            base = get_results.get((reference, conns))
-            ratio = result["throughput"] / base["throughput"] if base and base["throughput"] else float("nan")
-            note = f"{result['errors']} non-2xx" if result["errors"] else ""
-            rows.append(("GET one job", target, conns, result["throughput"], result["p50"], result["p99"], ratio,
-                         note))
+                    for target, (port, path, headers) in servers.items():
+                        result = wrk(port, path, headers, conns, args.seconds)
+                        get_results.setdefault((target, conns), []).append(result)
+                        print(f"round {round_number + 1} GET {target} c={conns}: {result}", flush=True)
+        finally:
+            for server in stoppable:
+                server.stop()
+        reference = "slurmrestd" if "slurmrestd" in servers else "service (local)"
+        for (target, conns), results in get_results.items():
+            bases = get_results.get((reference, conns), [])
+            # The ratio of each round (same minute), then their median.
+            ratios = [r["throughput"] / b["throughput"] for r, b in zip(results, bases, strict=True) if b["throughput"]]
+            errors = sum(r["errors"] for r in results)
+            rows.append(("GET one job", target, conns, median(r["throughput"] for r in results),
+                         median(r["p50"] for r in results), median(r["p99"] for r in results),
+                         median(ratios) if ratios else float("nan"), f"{errors} non-2xx" if errors else ""))
 
         # -- listing ----------------------------------------------------------------------
         if "list" not in skip:
@@ -394,8 +396,9 @@ def render(rows: list[tuple], args) -> str:
              f"{number(q, '.2f')} | {n} |" for m, t, c, r, a, b, q, n in rows]
     return (f"## bench/side_by_side.py — {stamp}\n\nMachine: {platform.node()}, {os.cpu_count()} cores, "
             f"{platform.platform()}, Python {platform.python_version()}; load average before the run "
-            f"{args.load_before:.2f}. Phases of {args.seconds:g} s, wrk keep-alive; GET ratios are to slurmrestd "
-            f"at the same connection count, the listing's to slurmrestd /jobs, submit's to the raw CLI.\n\n"
+            f"{args.load_before:.2f}. Phases of {args.seconds:g} s, wrk keep-alive; GET: medians of {args.rounds} "
+            f"rounds, each round driving every target in turn, ratios to slurmrestd at the same connection count "
+            f"in the same round; the listing's ratio to slurmrestd /jobs, submit's to the raw CLI.\n\n"
             + header + "\n".join(lines) + "\n")
 
 
