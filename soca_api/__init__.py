@@ -79,7 +79,7 @@ def _drain_refused_body() -> None:
 
 
 def create_app(overrides: dict | None = None) -> Flask:
-    from soca_api.json_provider import OrjsonProvider
+    from soca_api.json_provider import OrjsonProvider, loads_stored
 
     app = Flask(__name__)
     app.json = OrjsonProvider(app)
@@ -89,6 +89,9 @@ def create_app(overrides: dict | None = None) -> Flask:
         app.config.update(overrides)
     app.logger.setLevel(logging.INFO)
     _private_sqlite_file(app.config["SQLALCHEMY_DATABASE_URI"])
+    # Job rows carry two JSON columns, decoded for every job of a listing.
+    app.config["SQLALCHEMY_ENGINE_OPTIONS"] = {"json_deserializer": loads_stored,
+                                               **app.config.get("SQLALCHEMY_ENGINE_OPTIONS", {})}
 
     from soca_api import apidoc, cli, models, ratelimit, schedulers  # noqa: F401 - models registers the tables
     from soca_api.api import blueprint as api_blueprint

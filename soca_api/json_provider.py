@@ -9,6 +9,8 @@ bits) goes through Flask's own provider.
 """
 from __future__ import annotations
 
+import json
+import re
 from typing import Any
 
 import orjson
@@ -28,3 +30,19 @@ class OrjsonProvider(DefaultJSONProvider):
             return orjson.dumps(obj, default=self.default, option=_OPTIONS).decode()
         except TypeError:  # orjson.JSONEncodeError: non-string keys, a 65-bit integer, ...
             return super().dumps(obj, **kwargs)
+
+
+# orjson turns an integer past 64 bits into a float: any run of 19 digits (a number that
+# may be one, or just a long string) goes to the standard decoder, which keeps it exact.
+_LONG_DIGITS = re.compile(r"[0-9]{19}")
+
+
+def loads_stored(text: str | bytes) -> Any:
+    """JSON columns as the database gives them back (the engine's json_deserializer): orjson,
+    or the standard decoder where the two could differ (long numbers, NaN)."""
+    if _LONG_DIGITS.search(text if isinstance(text, str) else text.decode()):
+        return json.loads(text)
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:  # NaN, Infinity: the standard decoder's extensions
+        return json.loads(text)

@@ -51,3 +51,20 @@ def test_indent_goes_through_flask(providers):
 
 def test_the_app_uses_it(app):
     assert isinstance(app.json, OrjsonProvider)
+
+
+@pytest.mark.parametrize("text", ['{"a": [1, "é", null]}', '{"big": 123456789012345678901234567890}',
+                                  '{"low": -9223372036854775809}', '[NaN]', '{"f": 0.1234567890123456789}'])
+def test_stored_json_decodes_as_the_standard_decoder_does(text):
+    from soca_api.json_provider import loads_stored
+
+    decoded, expected = loads_stored(text), json.loads(text)
+    assert repr(decoded) == repr(expected)  # NaN != NaN: compare the shapes
+
+
+def test_the_engine_decodes_json_columns_with_it(app):
+    from soca_api.extensions import db
+    from soca_api.json_provider import loads_stored
+
+    with app.app_context():
+        assert db.engine.dialect._json_deserializer is loads_stored
