@@ -57,7 +57,7 @@ def usable_queues(user: User) -> list[str]:
 
 
 def _check(user: User, request: JobRequest, queue_name: str) -> JobRequest:
-    queue = queues.find_queue(queue_name)
+    queue = queues.queue_settings(queue_name)
     if queue is None:
         usable = [q.name for q in queues.list_queues() if q.enabled]
         raise ApiError(400, f"Queue {queue_name} does not exist (queues: {', '.join(usable) or 'none'})")

@@ -29,13 +29,14 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 import sqlalchemy as sa
 from flask import current_app
 from sqlalchemy.exc import IntegrityError
 
 from soca_api.errors import ApiError
-from soca_api.extensions import db
+from soca_api.extensions import db, read_row
 from soca_api.models import Job, Queue
 from soca_api.pbs import script as pbs_script
 from soca_api.schedulers import get_adapter
@@ -274,13 +275,31 @@ def type_matches(instance_type: str, entries: Iterable[str]) -> bool:
 
 
 # -- queues --------------------------------------------------------------------------------
-_QUEUE_BY_NAME = sa.select(Queue).where(Queue.name == sa.bindparam("name"))  # built once: every submit
+class QueueSettings(Protocol):
+    """A queue row's `enabled` and `rules` (a Queue, or a plain row of just those)."""
+
+    @property
+    def enabled(self) -> bool: ...
+    @property
+    def rules(self) -> dict[str, Any]: ...
+
+
+_QUEUE_BY_NAME = sa.select(Queue).where(Queue.name == sa.bindparam("name"))
+_QUEUE_SETTINGS = sa.select(Queue.enabled, Queue.rules).where(Queue.name == sa.bindparam("name"))
 
 
 def find_queue(name: str) -> Queue | None:
     if not isinstance(name, str) or not QUEUE_NAME.fullmatch(name):
         return None
     return db.session.execute(_QUEUE_BY_NAME, {"name": name}).scalar_one_or_none()
+
+
+def queue_settings(name: str) -> QueueSettings | None:
+    """What a submission checks of its queue (enabled, rules), read without the ORM: every
+    submission asks, and an admin's change applies to the next one."""
+    if not isinstance(name, str) or not QUEUE_NAME.fullmatch(name):
+        return None
+    return read_row(_QUEUE_SETTINGS, {"name": name})
 
 
 def check_queue_name(name: str) -> str:

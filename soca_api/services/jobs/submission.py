@@ -205,10 +205,16 @@ def _record_and_submit(user: User, request: JobRequest, queue: str, adapter: Sch
     # One UPDATE by primary key: the row was expired by the commit above, and changing
     # it through the ORM would first reload all of it (a SELECT per submission).
     output, error = _scheduler_default_paths(request, job_id, job_dir, ident)
-    db.session.execute(sa.update(Job).where(Job.id == seq).values(
-        scheduler_id=job_id, state="Q", output_path=output, error_path=error))
+    db.session.connection().execute(_ACKNOWLEDGED, {"seq": seq, "scheduler_id": job_id, "output": output,
+                                                    "error": error})
     db.session.commit()
     return job_id
+
+
+# Built once, and run on the session's connection: no ORM synchronisation of the session.
+_ACKNOWLEDGED = (sa.update(Job).where(Job.id == sa.bindparam("seq"))
+                 .values(scheduler_id=sa.bindparam("scheduler_id"), state="Q", output_path=sa.bindparam("output"),
+                         error_path=sa.bindparam("error")))
 
 
 def _scheduler_default_paths(request: JobRequest, job_id: str, job_dir: str,
