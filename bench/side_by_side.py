@@ -5,12 +5,14 @@ baseline, with the same client (wrk, keep-alive) in the same run.
                                            [--job-user socatest] [--write docs/benchmarks.md]
 
 Measures
-- GET one job, in rounds (`--rounds`, every server up at once, each round driving every
-  target in turn; the table gives medians and the median of each round's ratio) (`GET /api/scheduler/job?job_id=`) at 1, 50 and 200 connections: the service
+- GET one job (`GET /api/scheduler/job?job_id=`) at 1, 50 and 200 connections: the service
   on the local backend, on Slurm and on PBS (where they run here); slurmrestd's
-  `GET /slurm/v0.0.38/job/{id}` (where the Debian package is installed); and a baseline app
-  under the same gunicorn settings that runs one `qstat -f` (or `scontrol show job`) per
-  request, what a naive wrapper of the CLI does.
+  `GET /slurm/v0.0.38/job/{id}` (where the Debian package is installed); a hello-world
+  Flask app under the service's gunicorn settings (the ceiling of any Flask app here); and
+  a baseline app that runs one `qstat -f` (or `scontrol show job`) per request, what a
+  naive wrapper of the CLI does. In rounds (`--rounds`): every server is up at once and
+  each round drives every target in turn; the table gives medians, and the median of each
+  round's ratio.
 - Listing `--jobs` held jobs: the service's `GET /api/scheduler/jobs?limit=1000` (local
   backend) against slurmrestd's `GET /slurm/v0.0.38/jobs` with as many held Slurm jobs.
 - Submitting: the API on Slurm (and PBS) against the raw `sbatch` (`qsub`), one at a time
@@ -65,6 +67,13 @@ def app(environ, start_response):
     body = b'{"success": true, "message": %d}' % len(done.stdout)
     start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
     return [body]
+'''
+HELLO_APP = '''
+from flask import Flask, jsonify
+app = Flask(__name__)
+@app.get("/")
+def hello():
+    return jsonify(success=True, message="hello")
 '''
 
 
@@ -143,17 +152,25 @@ class Service:
 
 
 class StatusPerRequest:
-    """A WSGI app under the same gunicorn settings running one status command per request."""
+    """A WSGI app under gunicorn running one status command per request (`command`), or,
+    without one, a hello-world Flask app under the service's own gunicorn settings: the
+    ceiling of any Flask app on this machine."""
 
-    def __init__(self, command: str) -> None:
+    def __init__(self, command: str | None) -> None:
         self.folder = tempfile.mkdtemp(prefix="soca-sbs-baseline-")
         with open(os.path.join(self.folder, "status_app.py"), "w") as handle:
-            handle.write(BASELINE_APP)
+            handle.write(BASELINE_APP if command else HELLO_APP)
         self.port = free_port()
-        env = dict(os.environ, BENCH_STATUS_COMMAND=command)
+        env = dict(os.environ, BENCH_STATUS_COMMAND=command or "")
+        sys.path.insert(0, PROJECT_DIR)
+        from config import server_settings
+
+        served = server_settings()
+        workers, threads = (2, 4) if command else (served["workers"], served["threads"])
         self.process = subprocess.Popen(
-            [os.path.join(BIN, "gunicorn"), "--workers", "2", "--threads", "4", "--worker-class", "gthread",
-             "--bind", f"127.0.0.1:{self.port}", "status_app:app"],
+            [os.path.join(BIN, "gunicorn"), "--workers", str(workers), "--threads", str(threads), "--worker-class",
+             "gthread" if command else served["worker_class"], "--bind", f"127.0.0.1:{self.port}",
+             "status_app:app"],
             cwd=self.folder, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         wait_http(self.port, "/?job_id=0", any_answer=True)
 
@@ -292,6 +309,10 @@ def main() -> int:
                 restd = SlurmRestd()
                 stoppable.append(restd)
                 servers["slurmrestd"] = (restd.port, f"/slurm/{SlurmRestd.VERSION}/job/{slurm_job}", {})
+            if "get" not in skip:
+                hello = StatusPerRequest(None)
+                stoppable.append(hello)
+                servers["hello-world Flask"] = (hello.port, "/?job_id=0", {})
             baselines = [("scontrol show job", "scontrol", slurm), (f"{pbs_command('qstat')} -f", "qstat", pbs)]
             for status_command, label, enabled in baselines if "get" not in skip else ():
                 if not enabled:
