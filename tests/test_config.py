@@ -26,3 +26,20 @@ def test_readme_table_covers_every_setting_of_config_py():
     assert {"SOCA_WORKER_CLASS", "SOCA_ACCESS_LOG", "SOCA_AUTH_CACHE_SECONDS"} <= read  # the scan works
     missing = sorted(read - _documented())
     assert missing == [], f"in config.py but not in the README table: {missing}"
+
+
+def test_a_pooled_connection_per_worker_thread(monkeypatch):
+    import config
+
+    monkeypatch.setenv("SOCA_THREADS", "24")
+    assert config.engine_options("sqlite:////var/lib/soca/soca.db") == {"pool_size": 24}
+    assert config.engine_options("postgresql+psycopg2://soca@db/soca") == {"pool_size": 24}
+    assert config.engine_options("sqlite:///:memory:") == {}  # Flask-SQLAlchemy's static pool
+    assert config.engine_options("sqlite://") == {}
+
+
+def test_the_app_pools_as_configured(app):
+    from soca_api.extensions import db
+
+    with app.app_context():
+        assert db.engine.pool.size() == app.config["SQLALCHEMY_ENGINE_OPTIONS"]["pool_size"]
