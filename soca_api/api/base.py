@@ -45,17 +45,18 @@ def _refuse(message: str, name: str | None) -> ApiError:
     return ApiError(401, message)
 
 
-def authenticate(allow_password: bool = False):
+def authenticate(allow_password: bool = False, *, defer_check: bool = False):
     """Set g.user from the X-SOCA-* headers or raise 401/429.
 
-    A key this worker verified moments ago costs one query (services.accounts.VerifiedKeys);
+    A key this worker verified moments ago costs one query (services.accounts.VerifiedKeys),
+    or none with `defer_check`: the call's own read then confirms it (Caller.check);
     anything else is first checked against the failure counts of its address and of its
     (address, user) pair.
     """
     name = request.headers.get(USER_HEADER, "").strip()
     token = request.headers.get(TOKEN_HEADER, "")
     if token and name:
-        caller = accounts.recently_verified(name, token)
+        caller = accounts.recently_verified(name, token, defer=defer_check)
         if caller is not None:
             g.user = caller
             return caller
@@ -83,12 +84,30 @@ def authenticate(allow_password: bool = False):
 
 
 def require_auth(method):
-    """Flask-RESTful applies method_decorators to the bound method."""
+    """Flask-RESTful applies method_decorators to the bound method.
+
+    A GET of a resource that `folds_caller_check` reads its row and confirms a recently
+    verified key in one query. Whatever the read did, the check is confirmed before any
+    answer (an error included) leaves; if the caller changed meanwhile (a revoked key, a
+    deleted user, other admin rights), the call starts again, fully authenticated.
+    """
 
     @wraps(method)
     def wrapper(*args, **kwargs):
-        authenticate(allow_password=getattr(method.__self__, "allow_password", False))
-        return method(*args, **kwargs)
+        resource = method.__self__
+        allow_password = getattr(resource, "allow_password", False)
+        deferred = request.method == "GET" and getattr(resource, "folds_caller_check", False)
+        caller = authenticate(allow_password=allow_password, defer_check=deferred)
+        if getattr(caller, "check", None) is None:
+            return method(*args, **kwargs)
+        try:
+            try:
+                return method(*args, **kwargs)
+            finally:
+                accounts.confirm(caller)
+        except accounts.CallerChanged:
+            authenticate(allow_password=allow_password)  # 401 for a revoked key
+            return method(*args, **kwargs)
 
     return wrapper
 
@@ -98,6 +117,8 @@ class ApiResource(Resource):
 
     method_decorators = [require_auth]
     allow_password = False
+    # GET confirms a recently verified key in the query that reads its answer (require_auth).
+    folds_caller_check = False
 
     @property
     def user(self):

@@ -13,6 +13,8 @@ from soca_api.validation import (
 
 
 class JobResource(ApiResource):
+    folds_caller_check = True  # GET: the job's row and the caller's check in one query
+
     def post(self):
         """Submit a PBS job script (base64) to the scheduler.
         ---

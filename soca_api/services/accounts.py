@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
 
 import sqlalchemy as sa
 from flask import current_app
@@ -142,13 +144,31 @@ def reset_key(user: User, *, actor: audit.Actor | None = None) -> str:
     return key
 
 
+class CallerChanged(Exception):
+    """Since this worker verified the caller's key, the key was revoked or the user was
+    deleted, deactivated or given other rights: the call starts again, fully checked."""
+
+
+@dataclass(slots=True)
+class CallerCheck:
+    """A key this worker verified moments ago, not yet confirmed for this call: the
+    credentials epoch the user must still have (see VerifiedKeys). A read confirms it in
+    its own query (`with_caller_check`), else `confirm` asks on its own."""
+
+    epoch: int
+    confirmed: bool = False
+    failed: bool = False
+
+
 @dataclass(frozen=True, slots=True)
 class Caller:
-    """Who an API call authenticated as: what the hot path needs, read without the ORM."""
+    """Who an API call authenticated as: what the hot path needs, read without the ORM.
+    `check`: set only on a call whose confirmation is deferred to its read."""
 
     id: int
     name: str
     is_admin: bool
+    check: CallerCheck | None = field(default=None, compare=False)
 
     @property
     def groups(self) -> list:
@@ -200,13 +220,17 @@ class VerifiedKeys:
         self._entries: dict[tuple[str, str], _Verified] = {}
         self._lock = threading.Lock()
 
-    def get(self, name: str, digest: str) -> Caller | None:
+    def get(self, name: str, digest: str, *, defer: bool = False) -> Caller | None:
+        """With `defer`, no query: the caller carries a CallerCheck that the call's own
+        read confirms (and that must be confirmed before its answer leaves)."""
         entry = self._entries.get((name, digest))
         if entry is None:
             return None
         if entry.expires <= time.monotonic():
             self.forget(name, digest)
             return None
+        if defer:
+            return Caller(entry.caller.id, name, entry.caller.is_admin, CallerCheck(entry.epoch))
         row = read_row(_STILL_ACTIVE, {"id": entry.caller.id})
         if row is None or row.credentials_epoch != entry.epoch:
             self.forget(name, digest)
@@ -244,11 +268,49 @@ def _usable(name: str, presented: str) -> bool:
     return is_valid(USER_NAME, name) and bool(presented) and len(presented) <= 256
 
 
-def recently_verified(name: str, presented: str) -> Caller | None:
-    """The caller when this key was verified moments ago and nothing changed since, else None."""
+def recently_verified(name: str, presented: str, *, defer: bool = False) -> Caller | None:
+    """The caller when this key was verified moments ago and nothing changed since, else None.
+    With `defer`, "nothing changed" is left to the call's read (Caller.check)."""
     if current_app.config["SOCA_AUTH_CACHE_SECONDS"] <= 0 or not _usable(name, presented):
         return None
-    return _verified_keys().get(name, security.key_digest(_secret(), presented))
+    return _verified_keys().get(name, security.key_digest(_secret(), presented), defer=defer)
+
+
+# -- a deferred check, confirmed by the call's own read ---------------------------------------
+def with_caller_check(columns: Iterable[Any], table: sa.FromClause,
+                      onclause: sa.ColumnElement[bool]) -> sa.Select:
+    """A statement for `columns` of the row of `table` that `onclause` finds (at most one),
+    with the caller's credentials epoch and admin flag beside them (`caller_epoch`,
+    `caller_is_admin`; bind `caller_id`): one row while the caller is active, whose
+    columns of `table` are None when it has no such row; no row once the caller is not."""
+    return (sa.select(_users.c.credentials_epoch.label("caller_epoch"), _users.c.is_admin.label("caller_is_admin"),
+                      *columns)
+            .select_from(_users.outerjoin(table, onclause))
+            .where(_users.c.id == sa.bindparam("caller_id"), _users.c.is_active.is_(True),
+                   _users.c.deleted_at.is_(None)))
+
+
+def settle(caller: Caller | User, epoch: int | None, is_admin: bool | None) -> None:
+    """Confirm the caller's deferred check from what a read found of it (None: no longer
+    active); CallerChanged when the epoch or the admin flag moved."""
+    check = getattr(caller, "check", None)
+    if check is None or check.confirmed:
+        return
+    if check.failed or epoch != check.epoch or is_admin != caller.is_admin:
+        check.failed = True
+        raise CallerChanged
+    check.confirmed = True
+
+
+def confirm(caller: Caller | User) -> None:
+    """The caller's deferred check, on its own query (a call that folded it into none)."""
+    check = getattr(caller, "check", None)
+    if check is None or check.confirmed:
+        return
+    if check.failed:
+        raise CallerChanged
+    row = read_row(_STILL_ACTIVE, {"id": caller.id})
+    settle(caller, row.credentials_epoch if row else None, row.is_admin if row else None)
 
 
 def authenticate_key(name: str, presented: str) -> Caller | None:

@@ -12,6 +12,7 @@ import pytest
 import sqlalchemy as sa
 
 from tests.conftest import make_data_dir, service_env
+from tests.helpers import job_attributes, submit
 from tests.live import flask_cli, free_port, start_gunicorn
 
 
@@ -51,6 +52,87 @@ def test_a_key_verified_moments_ago_is_checked_against_revocation(app, client, m
         db.session.execute(sa.update(User).where(User.name == second.name).values(is_admin=True))
         db.session.commit()
     assert client.get("/api/scheduler/jobs?user=root", headers=second.headers).status_code == 200
+
+
+# GET /api/scheduler/job confirms a cached key in the query that reads the job's row.
+HELD = "#!/bin/sh\n#PBS -N held\n#PBS -h\ntrue\n"
+
+
+def _statements_of(app, call):
+    """The SQL statements `call` makes the app's engine run."""
+    from soca_api.extensions import db
+
+    seen: list[str] = []
+
+    def record(_conn, _cursor, statement, *_args):
+        seen.append(statement)
+
+    with app.app_context():
+        engine = db.engine
+    sa.event.listen(engine, "before_cursor_execute", record)
+    try:
+        call()
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", record)
+    return seen
+
+
+def test_a_cached_key_reading_a_job_costs_one_statement(app, client, make_user):
+    account = make_user()
+    job_id = submit(client, account, HELD)
+    assert job_attributes(client, account, job_id).status_code == 200  # the key is cached now
+    statements = _statements_of(app, lambda: job_attributes(client, account, job_id))
+    assert len(statements) == 1, statements  # the job's row and the caller's epoch together
+    assert "credentials_epoch" in statements[0]
+
+
+@pytest.mark.parametrize("job_id", ["{job}", "999999999", "12.34.x"])  # found, unknown, invalid
+def test_a_revoked_key_reading_a_job_answers_401_at_once(client, make_user, job_id):
+    account = make_user()
+    job = submit(client, account, HELD)
+    assert job_attributes(client, account, job).status_code == 200  # cached
+    assert client.delete(f"/api/user/api_key?user={account.name}", headers=account.headers).status_code == 200
+    answer = job_attributes(client, account, job_id.format(job=job))
+    assert answer.status_code == 401, answer.json
+    assert "Job_Name" not in answer.get_data(as_text=True)
+
+
+def test_a_deactivated_or_deleted_user_reading_a_job_answers_401_at_once(app, client, make_user, admin):
+    from soca_api.extensions import db
+    from soca_api.models import User
+
+    first, second = make_user(), make_user()
+    jobs = {account.name: submit(client, account, HELD) for account in (first, second)}
+    for account in (first, second):
+        assert job_attributes(client, account, jobs[account.name]).status_code == 200  # cached
+    with app.app_context():  # deactivated outside the service: no epoch bump
+        db.session.execute(sa.update(User).where(User.name == first.name).values(is_active=False))
+        db.session.commit()
+    assert job_attributes(client, first, jobs[first.name]).status_code == 401
+    assert client.delete(f"/api/ldap/user?user={second.name}", headers=admin.headers).status_code == 200
+    assert job_attributes(client, second, jobs[second.name]).status_code == 401
+
+
+def test_admin_rights_given_or_taken_apply_at_once_to_reading_a_job(app, client, make_user):
+    from soca_api.extensions import db
+    from soca_api.models import User
+
+    owner, reader = make_user(), make_user()
+    job_id = submit(client, owner, HELD)
+    own = submit(client, reader, HELD)
+    assert job_attributes(client, reader, own).status_code == 200  # cached, not an admin
+    assert job_attributes(client, reader, job_id).status_code == 404
+
+    def set_admin(value: bool) -> None:
+        with app.app_context():  # outside the service: no epoch bump, only the flag
+            db.session.execute(sa.update(User).where(User.name == reader.name).values(is_admin=value))
+            db.session.commit()
+
+    set_admin(True)
+    assert job_attributes(client, reader, job_id).status_code == 200
+    set_admin(False)
+    assert job_attributes(client, reader, job_id).status_code == 404
+    assert job_attributes(client, reader, own).status_code == 200
 
 
 # -- a live gunicorn with 2 workers, counts in the database ---------------------------------

@@ -22,7 +22,7 @@ from soca_api.schedulers.errors import JobNotFound, SchedulerError
 from soca_api.schedulers.reconciler import apply_info, subjob_row
 from soca_api.schedulers.records import JobColumns, record_info
 from soca_api.schedulers.values import ACTIVE_STATES, JobInfo
-from soca_api.services import audit
+from soca_api.services import accounts, audit
 from soca_api.services.jobs.records import (
     PENDING_STATE,
     ROW_COLUMNS,
@@ -48,9 +48,10 @@ def job_info(user: User, job_id: str) -> JobInfo:
     adapter = get_adapter()
     rows_are_current = adapter.capabilities.rows_are_queue or rows_current(adapter)
     if not rows_are_current:
+        accounts.confirm(user)  # before a read that may write (or ask the scheduler)
         return _lookup(user, job_id)[0]  # the read may bring the record in step: the ORM's
-    # The hottest path: plain rows, no ORM session.
-    row = find_row(job_id)
+    # The hottest path: plain rows, no ORM session, the caller's check in the same query.
+    row = find_row(job_id, user)
     parent = array_id(job_id) if row is None else None
     owner_row = find_row(parent) if parent is not None else row
     return _resolve(user, job_id, adapter, row, owner_row, rows_are_current=True)

@@ -17,6 +17,7 @@ from soca_api.schedulers import get_adapter
 from soca_api.schedulers.base import SchedulerAdapter
 from soca_api.schedulers.reconciler import snapshot_is_current
 from soca_api.schedulers.records import JobColumns
+from soca_api.services import accounts
 from soca_api.validation import JOB_ID, is_valid, strip_server_suffix
 
 PENDING_STATE = "T"  # "in transit": recorded, not yet acknowledged by an external scheduler
@@ -40,8 +41,11 @@ ROW_COLUMNS = (Job.id, Job.scheduler_id, Job.owner, Job.name, Job.queue, Job.sta
                Job.job_dir, Job.output_path, Job.error_path, Job.ncpus, Job.nodes, Job.rerunable, Job.hold,
                Job.created_at, Job.modified_at, Job.started_at, Job.finished_at, Job.exit_status,
                Job.exec_host, Job.comment, Job.scheduler_record)
-_LIVE_ROW = sa.select(*ROW_COLUMNS).where(Job.backend == sa.bindparam("backend"),
-                                         Job.scheduler_id == sa.bindparam("job_id"), Job.deleted_at.is_(None))
+_IS_LIVE_ROW = sa.and_(Job.backend == sa.bindparam("backend"), Job.scheduler_id == sa.bindparam("job_id"),
+                       Job.deleted_at.is_(None))
+_LIVE_ROW = sa.select(*ROW_COLUMNS).where(_IS_LIVE_ROW)
+# The same row, and the caller's deferred check in the same query (accounts.CallerCheck).
+_LIVE_ROW_CHECKING_CALLER = accounts.with_caller_check(ROW_COLUMNS, Job.__table__, _IS_LIVE_ROW)
 
 
 def find_record(job_id: str, *, include_deleted: bool = False) -> Job | None:
@@ -51,9 +55,19 @@ def find_record(job_id: str, *, include_deleted: bool = False) -> Job | None:
     return db.session.execute(query, parameters).scalar_one_or_none()
 
 
-def find_row(job_id: str) -> JobColumns | None:
-    """The job's live record, read only: the columns record_info needs, without the ORM."""
-    return read_row(_LIVE_ROW, {"backend": get_adapter().backend_label, "job_id": job_id})
+def find_row(job_id: str, caller: User | None = None) -> JobColumns | None:
+    """The job's live record, read only: the columns record_info needs, without the ORM.
+
+    A `caller` whose check is deferred (accounts.CallerCheck) is confirmed by the same
+    query, or CallerChanged raised.
+    """
+    parameters = {"backend": get_adapter().backend_label, "job_id": job_id}
+    check = getattr(caller, "check", None)
+    if caller is None or check is None or check.confirmed:
+        return read_row(_LIVE_ROW, parameters)
+    row = read_row(_LIVE_ROW_CHECKING_CALLER, {**parameters, "caller_id": caller.id})
+    accounts.settle(caller, row.caller_epoch if row else None, row.caller_is_admin if row else None)
+    return row if row is not None and row.id is not None else None
 
 
 def visible(user: User, owner: str) -> bool:
