@@ -211,7 +211,8 @@ class VerifiedKeys:
     deleted, and its credentials epoch (bumped by every revocation and deletion) must be
     the one seen when the key was verified. So a revoked key, a deleted or a deactivated
     user answers 401 at once on every worker; what a hit saves is the failure-count read
-    and the key join (a key just verified is not a guess).
+    and the key join (a key just verified is not a guess). A read may also fold that query
+    into its own (`get(defer=True)`, CallerCheck).
     """
 
     MAX_ENTRIES = 10000
