@@ -2,7 +2,8 @@
 baseline, with the same client (wrk, keep-alive) in the same run.
 
     .venv/bin/python bench/side_by_side.py [--seconds 5] [--jobs 1000] [--pbs-bin /opt/pbs/bin]
-                                           [--job-user socatest] [--write docs/benchmarks.md]
+                                           [--job-user socatest] [--against ../older-checkout]
+                                           [--write docs/benchmarks.md]
 
 Measures
 - GET one job (`GET /api/scheduler/job?job_id=`) at 1, 50 and 200 connections: the service
@@ -111,7 +112,8 @@ def wrk(port: int, path: str, headers: dict, connections: int, seconds: float) -
 class Service:
     """The service under gunicorn.conf.py (the settings `make run` uses) on one backend."""
 
-    def __init__(self, scheduler: str, user: str | None = None, pbs_bin: str = "") -> None:
+    def __init__(self, scheduler: str, user: str | None = None, pbs_bin: str = "",
+                 project_dir: str = PROJECT_DIR) -> None:
         self.scheduler = scheduler
         self.data_dir = tempfile.mkdtemp(prefix=f"soca-sbs-{scheduler}-", dir="/tmp")
         os.chmod(self.data_dir, 0o711)
@@ -122,13 +124,13 @@ class Service:
         if pbs_bin:
             self.env["SOCA_PBS_BIN"] = pbs_bin
         flask = [sys.executable, "-m", "flask", "--app", "wsgi"]
-        subprocess.run(flask + ["db", "upgrade"], cwd=PROJECT_DIR, env=self.env, check=True, capture_output=True)
+        subprocess.run(flask + ["db", "upgrade"], cwd=project_dir, env=self.env, check=True, capture_output=True)
         name = user or "sbs" + uuid.uuid4().hex[:6]
-        out = subprocess.run(flask + ["user", "create", name], cwd=PROJECT_DIR, env=self.env, check=True,
+        out = subprocess.run(flask + ["user", "create", name], cwd=project_dir, env=self.env, check=True,
                              capture_output=True, text=True).stdout
         self.headers = {"X-SOCA-USER": name, "X-SOCA-TOKEN": out.strip().splitlines()[-1]}
         self.process = subprocess.Popen([os.path.join(BIN, "gunicorn"), "-c", "gunicorn.conf.py", "wsgi:app"],
-                                        cwd=PROJECT_DIR, env=self.env, stdout=subprocess.DEVNULL,
+                                        cwd=project_dir, env=self.env, stdout=subprocess.DEVNULL,
                                         stderr=subprocess.DEVNULL)
         wait_http(self.port, "/api/health", any_answer=True)
         self.job_ids: list[str] = []
@@ -274,6 +276,8 @@ def main() -> int:
                         help="API user (and POSIX account) that submits on Slurm and PBS; a root service "
                         "needs a real account of that name")
     parser.add_argument("--skip", default="", help="comma-separated phases to leave out: get, list, submit")
+    parser.add_argument("--against", help="another checkout of the service (e.g. a `git worktree` of an older "
+                        "commit) driven in the same GET rounds, as 'against (backend)'")
     parser.add_argument("--write", help="append the table to this markdown file")
     args = parser.parse_args()
     if not shutil.which("wrk"):
@@ -305,6 +309,11 @@ def main() -> int:
                 stoppable.append(service)
                 servers[f"service ({scheduler})"] = (service.port, f"/api/scheduler/job?job_id={service.submit()}",
                                                      service.headers)
+                if args.against:
+                    other = Service(scheduler, None if scheduler == "local" else user, pbs_bin, args.against)
+                    stoppable.append(other)
+                    servers[f"against ({scheduler})"] = (other.port, f"/api/scheduler/job?job_id={other.submit()}",
+                                                         other.headers)
             if restd_installed and "get" not in skip:
                 restd = SlurmRestd()
                 stoppable.append(restd)
