@@ -95,10 +95,11 @@ class Stack:
 
     def start_runner(self) -> subprocess.Popen:
         launched = time.time()
-        self.runner = subprocess.Popen(
-            [sys.executable, "-m", "flask", "--app", "wsgi", "scheduler", "run"],
-            cwd=PROJECT_DIR, env=self.env, stdout=subprocess.DEVNULL, stderr=open(  # noqa: SIM115 - the runner writes to it for its whole life
-                os.path.join(self.data_dir, "runner.log"), "ab"))
+        # The runner keeps its own copy of the log's descriptor: ours closes at once.
+        with open(os.path.join(self.data_dir, "runner.log"), "ab") as log:
+            self.runner = subprocess.Popen(
+                [sys.executable, "-m", "flask", "--app", "wsgi", "scheduler", "run"],
+                cwd=PROJECT_DIR, env=self.env, stdout=subprocess.DEVNULL, stderr=log)
         heartbeat = os.path.join(self.data_dir, "runner.heartbeat")
         deadline = time.time() + 30
         while time.time() < deadline:
