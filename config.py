@@ -92,6 +92,10 @@ def normalise_database_url(url: str) -> str:
     return url
 
 
+# gunicorn threads per worker (README, "Serving settings": chosen by measurement).
+DEFAULT_THREADS = 8
+
+
 class ServerSettings(TypedDict):
     host: str
     port: int
@@ -115,7 +119,7 @@ def server_settings() -> ServerSettings:
         "tls_cert": _env("TLS_CERT", ""),
         "tls_key": _env("TLS_KEY", ""),
         "workers": _env_int("WORKERS", 2),
-        "threads": _env_int("THREADS", 16),
+        "threads": _env_int("THREADS", DEFAULT_THREADS),
         "worker_class": _env("WORKER_CLASS", "gthread"),
         "worker_timeout": _env_int("WORKER_TIMEOUT", 60),
         "keepalive": _env_int("KEEPALIVE", 5),
@@ -133,7 +137,7 @@ def engine_options(database_url: str) -> dict[str, object]:
     (for SQLite, with its pragmas), 1-2% of a worker's time under a GET storm."""
     if database_url.startswith("sqlite") and (":memory:" in database_url or database_url.rstrip("/") == "sqlite:"):
         return {}  # one shared in-memory database: Flask-SQLAlchemy's static pool
-    return {"pool_size": _env_int("THREADS", 16)}
+    return {"pool_size": _env_int("THREADS", DEFAULT_THREADS)}
 
 
 def from_env() -> dict[str, object]:

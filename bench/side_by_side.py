@@ -3,6 +3,7 @@ baseline, with the same client (wrk, keep-alive) in the same run.
 
     .venv/bin/python bench/side_by_side.py [--seconds 5] [--jobs 1000] [--pbs-bin /opt/pbs/bin]
                                            [--job-user socatest] [--against ../older-checkout]
+                                           [--settings 2x16,2x8]
                                            [--write docs/benchmarks.md]
 
 Measures
@@ -113,7 +114,7 @@ class Service:
     """The service under gunicorn.conf.py (the settings `make run` uses) on one backend."""
 
     def __init__(self, scheduler: str, user: str | None = None, pbs_bin: str = "",
-                 project_dir: str = PROJECT_DIR) -> None:
+                 project_dir: str = PROJECT_DIR, extra_env: dict[str, str] | None = None) -> None:
         self.scheduler = scheduler
         self.data_dir = tempfile.mkdtemp(prefix=f"soca-sbs-{scheduler}-", dir="/tmp")
         os.chmod(self.data_dir, 0o711)
@@ -123,6 +124,7 @@ class Service:
                         SOCA_ACCESS_LOG="", SOCA_AUTH_FAILURE_LIMIT="100000 per minute")
         if pbs_bin:
             self.env["SOCA_PBS_BIN"] = pbs_bin
+        self.env.update(extra_env or {})
         flask = [sys.executable, "-m", "flask", "--app", "wsgi"]
         subprocess.run(flask + ["db", "upgrade"], cwd=project_dir, env=self.env, check=True, capture_output=True)
         name = user or "sbs" + uuid.uuid4().hex[:6]
@@ -278,6 +280,8 @@ def main() -> int:
     parser.add_argument("--skip", default="", help="comma-separated phases to leave out: get, list, submit")
     parser.add_argument("--against", help="another checkout of the service (e.g. a `git worktree` of an older "
                         "commit) driven in the same GET rounds, as 'against (backend)'")
+    parser.add_argument("--settings", default="", help="gunicorn settings to compare on the local backend in the "
+                        "same GET rounds, as WORKERSxTHREADS (e.g. 2x16,2x8,2x4)")
     parser.add_argument("--write", help="append the table to this markdown file")
     args = parser.parse_args()
     if not shutil.which("wrk"):
@@ -314,6 +318,12 @@ def main() -> int:
                     stoppable.append(other)
                     servers[f"against ({scheduler})"] = (other.port, f"/api/scheduler/job?job_id={other.submit()}",
                                                          other.headers)
+            for setting in args.settings.split(",") if args.settings and "get" not in skip else ():
+                workers, _, threads = setting.partition("x")
+                tuned = Service("local", extra_env={"SOCA_WORKERS": workers, "SOCA_THREADS": threads})
+                stoppable.append(tuned)
+                servers[f"service (local, {workers} x {threads})"] = (
+                    tuned.port, f"/api/scheduler/job?job_id={tuned.submit()}", tuned.headers)
             if restd_installed and "get" not in skip:
                 restd = SlurmRestd()
                 stoppable.append(restd)
