@@ -183,7 +183,9 @@ def test_reveal_and_copy_the_key_then_use_it_with_the_api(session_of, server):
     page = session_of("alice")
     page.context.grant_permissions(["clipboard-read", "clipboard-write"], origin=server["base"])
     page.click("nav >> text=My API Key")
-    assert page.locator("#api-key").is_hidden()
+    page.wait_for_url(f"{server['base']}/api-key")
+    # Hidden by the stylesheet: wait for it rather than read the page before it applies.
+    expect(page.locator("#api-key")).to_be_hidden()
     assert "<YOUR_SOCA_TOKEN>" in page.locator("#curl-submit").inner_text()
     shot(page, "api-key")
     shot(page, "api-key", mobile=True)
