@@ -42,7 +42,7 @@ from soca_api.pbs import script as pbs_script
 from soca_api.schedulers import get_adapter
 from soca_api.schedulers.errors import SchedulerError
 from soca_api.services import audit
-from soca_api.validation import GROUP_NAME, INSTANCE_TYPE, QUEUE_NAME, USER_NAME
+from soca_api.validation import GROUP_NAME, INSTANCE_TYPE, QUEUE_NAME, USER_NAME, is_valid
 
 EVERYONE = "*"
 
@@ -289,7 +289,7 @@ _QUEUE_SETTINGS = sa.select(Queue.enabled, Queue.rules).where(Queue.name == sa.b
 
 
 def find_queue(name: str) -> Queue | None:
-    if not isinstance(name, str) or not QUEUE_NAME.fullmatch(name):
+    if not is_valid(QUEUE_NAME, name):
         return None
     return db.session.execute(_QUEUE_BY_NAME, {"name": name}).scalar_one_or_none()
 
@@ -297,7 +297,7 @@ def find_queue(name: str) -> Queue | None:
 def queue_settings(name: str) -> QueueSettings | None:
     """What a submission checks of its queue (enabled, rules), read without the ORM: every
     submission asks, and an admin's change applies to the next one."""
-    if not isinstance(name, str) or not QUEUE_NAME.fullmatch(name):
+    if not is_valid(QUEUE_NAME, name):
         return None
     return read_row(_QUEUE_SETTINGS, {"name": name})
 

@@ -46,8 +46,7 @@ def job_info(user: User, job_id: str) -> JobInfo:
     Anyone else gets the same answer as for an unknown job, so ids cannot be probed.
     """
     adapter = get_adapter()
-    rows_are_current = adapter.capabilities.rows_are_queue or rows_current(adapter)
-    if not rows_are_current:
+    if not _rows_are_current(adapter):
         accounts.confirm(user)  # before a read that may write (or ask the scheduler)
         return _lookup(user, job_id)[0]  # the read may bring the record in step: the ORM's
     # The hottest path: plain rows, no ORM session, the caller's check in the same query.
@@ -62,8 +61,12 @@ def _lookup(user: User, job_id: str) -> tuple[JobInfo, Job | None]:
     adapter = get_adapter()
     record = find_record(job_id)
     owner_record = record if record is not None else array_record(job_id)
-    rows_are_current = adapter.capabilities.rows_are_queue or rows_current(adapter)
-    return _resolve(user, job_id, adapter, record, owner_record, rows_are_current=rows_are_current), record
+    return _resolve(user, job_id, adapter, record, owner_record, rows_are_current=_rows_are_current(adapter)), record
+
+
+def _rows_are_current(adapter: SchedulerAdapter) -> bool:
+    """The job rows say what the scheduler does: they are its queue, or a reconciler keeps them."""
+    return adapter.capabilities.rows_are_queue or rows_current(adapter)
 
 
 def _resolve(user: User, job_id: str, adapter: SchedulerAdapter, record: JobColumns | None,

@@ -143,6 +143,12 @@ def _single_writer(wanted: bool):
             fcntl.flock(_writer_lock_fd, fcntl.LOCK_UN)
 
 
+# Built once, and run on the session's connection: no ORM synchronisation of the session.
+_ACKNOWLEDGED = (sa.update(Job).where(Job.id == sa.bindparam("seq"))
+                 .values(scheduler_id=sa.bindparam("scheduler_id"), state="Q", output_path=sa.bindparam("output"),
+                         error_path=sa.bindparam("error")))
+
+
 def _record_and_submit(user: User, request: JobRequest, queue: str, adapter: SchedulerAdapter,
                        ident: JobIdentity, claim: idempotency.Claim | None = None) -> str:
     home = ident.home
@@ -210,11 +216,6 @@ def _record_and_submit(user: User, request: JobRequest, queue: str, adapter: Sch
     db.session.commit()
     return job_id
 
-
-# Built once, and run on the session's connection: no ORM synchronisation of the session.
-_ACKNOWLEDGED = (sa.update(Job).where(Job.id == sa.bindparam("seq"))
-                 .values(scheduler_id=sa.bindparam("scheduler_id"), state="Q", output_path=sa.bindparam("output"),
-                         error_path=sa.bindparam("error")))
 
 
 def _scheduler_default_paths(request: JobRequest, job_id: str, job_dir: str,
